@@ -1,0 +1,85 @@
+//! `/v1/batches`: where a queued batch is.
+
+use poem::web::Data;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{Enum, Object, OpenApi};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::problem::{ApiError, LookupProblem};
+use super::{ApiState, ApiTags};
+use crate::store::{self, BatchRecord};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum BatchState {
+    /// Waiting for a worker (or for its next attempt, after a failure).
+    Queued,
+    /// A worker is on it.
+    Processing,
+    /// Its events are stored.
+    Completed,
+    /// Every attempt failed; `app failed retry` requeues it.
+    Failed,
+}
+
+#[derive(Debug, Object)]
+pub struct BatchStatus {
+    pub batch_id: Uuid,
+    pub status: BatchState,
+    /// Events in the batch.
+    pub accepted: u32,
+    /// Events this batch stored (once completed).
+    pub inserted: Option<u32>,
+    /// Events that were stored before, by this batch or another (once completed).
+    pub duplicates: Option<u32>,
+    /// Processing attempts started so far.
+    pub attempts: u32,
+    /// The error of the last failed attempt, if any.
+    pub last_error: Option<String>,
+    pub received_at: OffsetDateTime,
+    pub completed_at: Option<OffsetDateTime>,
+}
+
+impl TryFrom<BatchRecord> for BatchStatus {
+    type Error = ApiError;
+    fn try_from(r: BatchRecord) -> Result<Self, ApiError> {
+        let status = match r.status.as_str() {
+            "queued" => BatchState::Queued,
+            "processing" => BatchState::Processing,
+            "completed" => BatchState::Completed,
+            "failed" => BatchState::Failed,
+            other => return Err(ApiError::Internal(format!("batch status {other:?}").into())),
+        };
+        let count = |v: i32| u32::try_from(v).unwrap_or(0);
+        Ok(Self {
+            batch_id: r.batch_id,
+            status,
+            accepted: count(r.accepted),
+            inserted: r.inserted.map(count),
+            duplicates: r.duplicates.map(count),
+            attempts: count(r.attempts),
+            last_error: r.last_error,
+            received_at: r.received_at,
+            completed_at: r.completed_at,
+        })
+    }
+}
+
+pub struct BatchesApi;
+
+#[OpenApi(tag = "ApiTags::Batches")]
+impl BatchesApi {
+    /// Follow a batch
+    ///
+    /// Where the batch is: queued, processing, completed (with how many of its events
+    /// were new and how many duplicates) or failed (with the last error).
+    #[oai(path = "/v1/batches/:batch_id", method = "get", operation_id = "get_batch")]
+    async fn get(&self, state: Data<&ApiState>, batch_id: Path<Uuid>) -> Result<Json<BatchStatus>, LookupProblem> {
+        match store::read::batch(&state.pool, batch_id.0).await? {
+            Some(record) => Ok(Json(BatchStatus::try_from(record)?)),
+            None => Err(ApiError::NotFound(format!("no batch has the id {}", batch_id.0)).into()),
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! `/v1/events`: ingesting batches, reading stored events.
+
+use poem::web::Data;
+use poem::{Request, RequestBody};
+use poem_openapi::param::Path;
+use poem_openapi::payload::{Json, ParsePayload, Payload};
+use poem_openapi::registry::{MetaSchemaRef, Registry};
+use poem_openapi::types::Type;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::problem::{ApiError, IngestProblem, LookupProblem};
+use super::{ApiState, ApiTags};
+use crate::domain::{validate_batch, Event, ValidBatch, MAX_EVENTS_PER_BATCH};
+use crate::store;
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A batch of events from one client.
+#[derive(Debug, Object)]
+#[oai(rename = "EventBatch")]
+struct EventBatchSchema {
+    /// When the client sent the request, by its own clock. Given, it corrects the events'
+    /// `occurred_at` for the client's clock drift.
+    sent_at: Option<OffsetDateTime>,
+    /// 1 to 1000 events. Unknown fields are rejected, so that a typo is an error instead
+    /// of lost data.
+    #[oai(validator(min_items = 1, max_items = 1000))]
+    events: Vec<Event>,
+}
+
+/// The body of `POST /v1/events`: documented as [`EventBatchSchema`], parsed by
+/// [`validate_batch`], which reports every invalid event at once (poem-openapi's own
+/// parsing stops at the first error).
+pub struct IngestBody(pub ValidBatch);
+
+impl Payload for IngestBody {
+    const CONTENT_TYPE: &'static str = "application/json";
+
+    fn check_content_type(content_type: &str) -> bool {
+        content_type
+            .parse::<mime::Mime>()
+            .is_ok_and(|m| m.type_() == mime::APPLICATION && m.subtype() == mime::JSON)
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        EventBatchSchema::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        EventBatchSchema::register(registry);
+    }
+}
+
+impl ParsePayload for IngestBody {
+    const IS_REQUIRED: bool = true;
+
+    async fn from_request(_request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let received_at = OffsetDateTime::now_utc();
+        let bytes = body
+            .take()?
+            .into_bytes_limit(MAX_BODY_BYTES)
+            .await
+            .map_err(|e| match e {
+                poem::error::ReadBodyError::PayloadTooLarge => ApiError::BodyTooLarge {
+                    limit_bytes: MAX_BODY_BYTES,
+                },
+                other => ApiError::BadRequest(format!("cannot read the request body: {other}")),
+            })?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+        let batch = validate_batch(&value, received_at).map_err(ApiError::from)?;
+        Ok(Self(batch))
+    }
+}
+
+// The macro recurses by its bare name, so it must be in scope.
+use poem_openapi::impl_apirequest_for_payload;
+impl_apirequest_for_payload!(IngestBody);
+
+/// The batch was queued durably.
+#[derive(Debug, Object)]
+pub struct BatchAccepted {
+    /// Follow the batch at `/v1/batches/{batch_id}`.
+    pub batch_id: Uuid,
+    /// Events in the batch.
+    pub accepted: u32,
+}
+
+#[derive(ApiResponse)]
+pub enum IngestResponse {
+    /// Queued; the batch and all its events are durable. Workers store the events shortly.
+    #[oai(status = 202)]
+    Accepted(Json<BatchAccepted>, #[oai(header = "Location")] String),
+}
+
+/// A stored event: the event as it was sent, and what the service added.
+#[derive(Debug, Object)]
+pub struct StoredEvent {
+    /// The event as it was sent (`occurred_at` as the client stated it, in UTC).
+    pub event: Event,
+    /// The batch it came in.
+    pub batch_id: Uuid,
+    /// `occurred_at` translated to the server's clock, using the batch's `sent_at`.
+    pub corrected_occurred_at: OffsetDateTime,
+    /// When the API accepted its batch.
+    pub received_at: OffsetDateTime,
+    /// When a worker stored it.
+    pub processed_at: OffsetDateTime,
+}
+
+impl From<store::StoredEvent> for StoredEvent {
+    fn from(s: store::StoredEvent) -> Self {
+        Self {
+            event: s.event,
+            batch_id: s.batch_id,
+            corrected_occurred_at: s.corrected_occurred_at,
+            received_at: s.received_at,
+            processed_at: s.processed_at,
+        }
+    }
+}
+
+pub struct EventsApi;
+
+#[OpenApi(tag = "ApiTags::Events")]
+impl EventsApi {
+    /// Ingest a batch of events
+    ///
+    /// Validates every event and queues the batch. The 202 is sent only once the batch is
+    /// durable. Either the whole batch is queued or, if any event is invalid, none of it
+    /// (422 lists every invalid field). An event whose `event_id` was stored before is
+    /// counted as a duplicate and not stored again, so a client may safely resend a batch
+    /// whose response it did not receive.
+    #[oai(path = "/v1/events", method = "post", operation_id = "ingest_events")]
+    async fn ingest(&self, state: Data<&ApiState>, body: IngestBody) -> Result<IngestResponse, IngestProblem> {
+        let accepted = body.0.events.len();
+        debug_assert!(accepted <= MAX_EVENTS_PER_BATCH);
+        let batch_id = state.queue.enqueue(&body.0).await?;
+        tracing::info!(%batch_id, accepted, "batch queued");
+        Ok(IngestResponse::Accepted(
+            Json(BatchAccepted {
+                batch_id,
+                accepted: accepted as u32,
+            }),
+            format!("/v1/batches/{batch_id}"),
+        ))
+    }
+
+    /// Read a stored event
+    ///
+    /// 404 until a worker has stored it.
+    #[oai(path = "/v1/events/:event_id", method = "get", operation_id = "get_event")]
+    async fn get(&self, state: Data<&ApiState>, event_id: Path<Uuid>) -> Result<Json<StoredEvent>, LookupProblem> {
+        match store::read::event(&state.pool, event_id.0).await? {
+            Some(stored) => Ok(Json(stored.into())),
+            None => Err(ApiError::NotFound(format!("no stored event has the id {}", event_id.0)).into()),
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! The HTTP API: one module per resource, one place for errors ([`problem`]).
+
+pub mod batches;
+pub mod events;
+pub mod health;
+pub mod problem;
+
+use poem::middleware::{NormalizePath, TrailingSlash};
+use poem::{Endpoint, EndpointExt, Route};
+use poem_openapi::{OpenApiService, Tags};
+use sqlx::PgPool;
+
+use crate::queue::Queue;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub pool: PgPool,
+    pub queue: Queue,
+}
+
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Send events, read stored events.
+    Events,
+    /// Follow queued batches.
+    Batches,
+    /// Probes for orchestrators.
+    Health,
+}
+
+type Apis = (events::EventsApi, batches::BatchesApi, health::HealthApi);
+
+/// The OpenAPI description of the API (served at /openapi.json, printed by `app openapi`).
+pub fn openapi() -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (events::EventsApi, batches::BatchesApi, health::HealthApi),
+        "Game events API",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Ingests game telemetry: sessions, level progression, purchases, virtual-currency \
+         flows, custom and error events. Batches are validated, queued durably in \
+         PostgreSQL and stored by workers; every error is `application/problem+json`.",
+    )
+}
+
+/// The whole HTTP app.
+pub fn app(state: ApiState) -> impl Endpoint {
+    let service = openapi();
+    let docs = service.swagger_ui();
+    let spec = service.spec_endpoint();
+    Route::new()
+        .nest("/", service)
+        .nest("/docs", docs)
+        .at("/openapi.json", spec)
+        .with(NormalizePath::new(TrailingSlash::Trim))
+        .data(state)
+        .catch_all_error(|error| async move { problem::problem_for_poem_error(error) })
+}

@@ -1,0 +1,77 @@
+//! Settings, each one a command-line flag with an environment-variable fallback.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Matches the `db` service of docker-compose.yml.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@localhost:5432/game_events";
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseSettings {
+    /// PostgreSQL connection URL.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+
+    /// Most connections this process opens.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub max_connections: u32,
+
+    /// How long a request waits for a free connection (or for the database to answer a
+    /// connect) before it fails with 503, in milliseconds.
+    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub acquire_timeout_ms: u64,
+}
+
+impl DatabaseSettings {
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.acquire_timeout_ms)
+    }
+}
+
+/// How queued batches are retried; set where batches are queued (`serve`, `run`) and
+/// where failed ones are requeued (`failed retry`).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct RetrySettings {
+    /// Processing attempts per batch before it is marked failed.
+    #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: u32,
+
+    /// Delay before the first retry, in milliseconds; it doubles with each further attempt.
+    /// It is also a worker's lease on a batch, which the worker renews while it works.
+    #[arg(long, env = "RETRY_BASE_DELAY_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub retry_base_delay_ms: u64,
+}
+
+impl RetrySettings {
+    pub fn base_delay(&self) -> Duration {
+        Duration::from_millis(self.retry_base_delay_ms)
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeSettings {
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "BIND", default_value = "0.0.0.0:8080")]
+    pub bind: SocketAddr,
+
+    /// On SIGTERM or Ctrl-C, how long in-flight requests may take to finish, in seconds.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+
+    #[command(flatten)]
+    pub retry: RetrySettings,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkSettings {
+    /// Batches this worker processes at the same time.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+
+    /// On SIGTERM or Ctrl-C, how long running batches may take to finish, in seconds;
+    /// a batch still running then is released and retried by another worker.
+    #[arg(long, env = "WORKER_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub worker_shutdown_grace_secs: u64,
+}

@@ -1,0 +1,8 @@
+//! The event model and its validation: pure code, no I/O.
+
+pub mod batch;
+pub mod event;
+pub mod fields;
+
+pub use batch::{validate_batch, BatchRejection, ClockSkew, FieldError, ValidBatch, MAX_EVENTS_PER_BATCH};
+pub use event::{Event, EventHeader, EventType};

@@ -1,0 +1,16 @@
+//! `app`: a game-event ingestion service.
+//!
+//! The HTTP API ([`api`]) validates requests ([`domain`]) and queues each batch durably in
+//! PostgreSQL ([`queue`]); workers ([`worker`]) claim queued batches and write them into
+//! normalized tables ([`store`]).
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod queue;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod worker;

@@ -1,0 +1,92 @@
+use anyhow::Context;
+use clap::Parser;
+
+use app::cli::{Cli, Command, FailedCommand};
+use app::queue::failed::{self, Selection};
+use app::{api, db, startup, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    telemetry::init();
+    match cli.command {
+        Command::Serve { db, serve } => {
+            let pool = startup::prepare_database(&db).await?;
+            let server = startup::ApiServer::bind(pool, &serve)
+                .await
+                .with_context(|| format!("cannot listen on {}", serve.bind))?;
+            server.run_until(startup::shutdown_signal()).await?;
+        }
+        Command::Work { db, work } => {
+            let pool = startup::prepare_database(&db).await?;
+            let worker = startup::start_worker(pool, &work).await?;
+            worker.run_until(startup::shutdown_signal()).await;
+        }
+        Command::Run { db, serve, work } => {
+            let pool = startup::prepare_database(&db).await?;
+            let server = startup::ApiServer::bind(pool.clone(), &serve)
+                .await
+                .with_context(|| format!("cannot listen on {}", serve.bind))?;
+            let worker = startup::start_worker(pool, &work).await?;
+            // One signal stops both: the server stops taking requests, the worker claims.
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            };
+            let signal = async move {
+                startup::shutdown_signal().await;
+                let _ = stop_tx.send(true);
+            };
+            let (_, served, ()) = tokio::join!(
+                signal,
+                server.run_until(stopped(stop_rx.clone())),
+                worker.run_until(stopped(stop_rx)),
+            );
+            served?;
+        }
+        Command::Migrate { db } => {
+            db::create_database_if_missing(&db.database_url).await?;
+            db::migrate(&db::pool(&db)?).await?;
+            println!("the database is up to date ({} migrations)", db::MIGRATIONS.len());
+        }
+        Command::Openapi => print!("{}", api::openapi().spec_yaml()),
+        Command::Failed { action } => match action {
+            FailedCommand::List { db } => {
+                let batches = failed::list(&db::pool(&db)?).await?;
+                if batches.is_empty() {
+                    println!("no failed batches");
+                }
+                for b in batches {
+                    println!(
+                        "{}\t{} events\t{} attempts\treceived {}\t{}",
+                        b.batch_id,
+                        b.accepted,
+                        b.attempts,
+                        b.received_at,
+                        b.last_error.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+            FailedCommand::Retry { db, retry, which } => {
+                let selection = if which.all {
+                    Selection::All
+                } else {
+                    Selection::Only(which.batch_ids.clone())
+                };
+                let requeued = failed::retry(&db::pool(&db)?, &selection, retry).await?;
+                for id in &requeued {
+                    println!("requeued {id}");
+                }
+                let missed: Vec<_> = which.batch_ids.iter().filter(|id| !requeued.contains(id)).collect();
+                for id in &missed {
+                    eprintln!("not a failed batch: {id}");
+                }
+                println!("{} batch(es) requeued", requeued.len());
+                if !missed.is_empty() {
+                    std::process::exit(1);
+                }
+            }
+        },
+    }
+    Ok(())
+}

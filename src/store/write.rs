@@ -1,0 +1,392 @@
+//! Writes one batch of events into the normalized tables, inside the caller's transaction.
+//!
+//! Each table gets one multi-row statement (`UNNEST` of column arrays) per batch, never one
+//! per event. Concurrent batches never deadlock: every transaction touches the tables in
+//! the same order (events, players, sessions, details, batches) and the rows of each
+//! table in key order. Events go first, so that players and sessions are touched only
+//! for events that are new: a batch sent again changes nothing.
+
+use std::collections::{BTreeMap, HashSet};
+
+use sqlx::{PgConnection, Postgres, Transaction};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::event::{ClientError, Custom, Progression, Purchase, Resource, SessionEnd, SessionStart};
+use crate::domain::{Event, ValidBatch};
+
+/// What writing a batch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Events stored by this batch.
+    pub inserted: usize,
+    /// Events that were already stored (sent before, in this batch or another).
+    pub duplicates: usize,
+}
+
+/// Stores `batch` and marks batch `batch_id` completed, in `tx`.
+pub async fn write_batch(
+    tx: &mut Transaction<'_, Postgres>,
+    batch_id: Uuid,
+    batch: &ValidBatch,
+) -> Result<WriteOutcome, sqlx::Error> {
+    let skew = batch.clock_skew();
+    // Key order for the events statement (see the module comment).
+    let mut events: Vec<&Event> = batch.events.iter().collect();
+    events.sort_unstable_by_key(|e| e.header().event_id);
+
+    let new_ids = insert_events(tx, batch_id, batch.received_at, &events, |t| skew.correct(t)).await?;
+    let new_events: Vec<&Event> = events
+        .into_iter()
+        .filter(|e| new_ids.contains(&e.header().event_id))
+        .collect();
+
+    if !new_events.is_empty() {
+        let corrected = |e: &Event| skew.correct(e.header().occurred_at);
+        upsert_players(tx, &new_events, corrected).await?;
+        upsert_sessions(tx, &new_events, corrected).await?;
+        insert_details(tx, &new_events).await?;
+    }
+
+    let outcome = WriteOutcome {
+        inserted: new_events.len(),
+        duplicates: batch.events.len() - new_events.len(),
+    };
+    sqlx::query!(
+        "UPDATE batches
+         SET status = 'completed', inserted = $2, duplicates = $3, completed_at = now()
+         WHERE batch_id = $1",
+        batch_id,
+        outcome.inserted as i32,
+        outcome.duplicates as i32,
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(outcome)
+}
+
+/// Inserts the events not stored yet; returns the ids it inserted.
+async fn insert_events(
+    conn: &mut PgConnection,
+    batch_id: Uuid,
+    received_at: OffsetDateTime,
+    events: &[&Event],
+    correct: impl Fn(OffsetDateTime) -> OffsetDateTime,
+) -> Result<HashSet<Uuid>, sqlx::Error> {
+    let n = events.len();
+    let (mut ids, mut types, mut players, mut sessions, mut occurred, mut client_occurred) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for event in events {
+        let h = event.header();
+        ids.push(h.event_id);
+        types.push(event.event_type().as_str());
+        players.push(h.player_id.as_str());
+        sessions.push(h.session_id);
+        occurred.push(correct(h.occurred_at));
+        client_occurred.push(h.occurred_at);
+    }
+    let inserted = sqlx::query_scalar!(
+        "INSERT INTO events (event_id, event_type, player_id, session_id, occurred_at,
+                             client_occurred_at, batch_id, received_at, processed_at)
+         SELECT e.event_id, e.event_type, e.player_id, e.session_id, e.occurred_at,
+                e.client_occurred_at, $7, $8, now()
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::timestamptz[], $6::timestamptz[])
+              AS e(event_id, event_type, player_id, session_id, occurred_at, client_occurred_at)
+         ORDER BY e.event_id
+         ON CONFLICT (event_id) DO NOTHING
+         RETURNING event_id",
+        &ids,
+        &types as &[&str],
+        &players as &[&str],
+        &sessions,
+        &occurred,
+        &client_occurred,
+        batch_id,
+        received_at,
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(inserted.into_iter().collect())
+}
+
+async fn upsert_players(
+    conn: &mut PgConnection,
+    events: &[&Event],
+    corrected: impl Fn(&Event) -> OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    // player -> (first seen, last seen); a BTreeMap gives the key order.
+    let mut seen: BTreeMap<&str, (OffsetDateTime, OffsetDateTime)> = BTreeMap::new();
+    for event in events {
+        let at = corrected(event);
+        seen.entry(event.header().player_id.as_str())
+            .and_modify(|(first, last)| {
+                *first = (*first).min(at);
+                *last = (*last).max(at);
+            })
+            .or_insert((at, at));
+    }
+    let players: Vec<&str> = seen.keys().copied().collect();
+    let (first, last): (Vec<_>, Vec<_>) = seen.values().copied().unzip();
+    sqlx::query!(
+        "INSERT INTO players (player_id, first_seen_at, last_seen_at)
+         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[])
+         ORDER BY 1
+         ON CONFLICT (player_id) DO UPDATE
+         SET first_seen_at = LEAST(players.first_seen_at, EXCLUDED.first_seen_at),
+             last_seen_at = GREATEST(players.last_seen_at, EXCLUDED.last_seen_at)
+         WHERE EXCLUDED.first_seen_at < players.first_seen_at
+            OR EXCLUDED.last_seen_at > players.last_seen_at",
+        &players as &[&str],
+        &first,
+        &last,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// What one batch says about one session.
+struct SessionUpdate<'a> {
+    player_id: &'a str,
+    first_seen: OffsetDateTime,
+    last_seen: OffsetDateTime,
+    /// The earliest session_start of the batch, with its corrected time.
+    start: Option<(OffsetDateTime, &'a SessionStart)>,
+    /// The latest session_end of the batch, with its corrected time.
+    end: Option<(OffsetDateTime, &'a SessionEnd)>,
+}
+
+async fn upsert_sessions(
+    conn: &mut PgConnection,
+    events: &[&Event],
+    corrected: impl Fn(&Event) -> OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    let mut sessions: BTreeMap<Uuid, SessionUpdate> = BTreeMap::new();
+    for &event in events {
+        let at = corrected(event);
+        let h = event.header();
+        let s = sessions.entry(h.session_id).or_insert(SessionUpdate {
+            player_id: h.player_id.as_str(),
+            first_seen: at,
+            last_seen: at,
+            start: None,
+            end: None,
+        });
+        s.first_seen = s.first_seen.min(at);
+        s.last_seen = s.last_seen.max(at);
+        match event {
+            Event::SessionStart(start) if s.start.is_none_or(|(t, _)| at < t) => {
+                s.start = Some((at, start))
+            }
+            Event::SessionEnd(end) if s.end.is_none_or(|(t, _)| at > t) => s.end = Some((at, end)),
+            _ => {}
+        }
+    }
+
+    let n = sessions.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut players = Vec::with_capacity(n);
+    let mut platforms = Vec::with_capacity(n);
+    let mut versions = Vec::with_capacity(n);
+    let mut devices = Vec::with_capacity(n);
+    let mut countries = Vec::with_capacity(n);
+    let mut started = Vec::with_capacity(n);
+    let mut ended = Vec::with_capacity(n);
+    let mut durations = Vec::with_capacity(n);
+    let mut first_seen = Vec::with_capacity(n);
+    let mut last_seen = Vec::with_capacity(n);
+    for (id, s) in &sessions {
+        ids.push(*id);
+        players.push(s.player_id);
+        platforms.push(s.start.map(|(_, e)| e.platform.as_str()));
+        versions.push(s.start.map(|(_, e)| e.app_version.as_str()));
+        devices.push(s.start.and_then(|(_, e)| e.device.as_ref().map(|d| d.as_str())));
+        countries.push(s.start.and_then(|(_, e)| e.country.as_ref().map(|c| c.as_str())));
+        started.push(s.start.map(|(t, _)| t));
+        ended.push(s.end.map(|(t, _)| t));
+        durations.push(s.end.map(|(_, e)| e.duration_seconds.get()));
+        first_seen.push(s.first_seen);
+        last_seen.push(s.last_seen);
+    }
+    // The session_start fields come from the earliest session_start and the end from the
+    // latest session_end, whatever order batches arrive in.
+    sqlx::query!(
+        "INSERT INTO sessions (session_id, player_id, platform, app_version, device, country,
+                              started_at, ended_at, duration_seconds, first_seen_at, last_seen_at)
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                              $7::timestamptz[], $8::timestamptz[], $9::int[],
+                              $10::timestamptz[], $11::timestamptz[])
+         ORDER BY 1
+         ON CONFLICT (session_id) DO UPDATE SET
+             (platform, app_version, device, country, started_at) = (
+                 SELECT CASE WHEN newer_start THEN EXCLUDED.platform ELSE sessions.platform END,
+                        CASE WHEN newer_start THEN EXCLUDED.app_version ELSE sessions.app_version END,
+                        CASE WHEN newer_start THEN EXCLUDED.device ELSE sessions.device END,
+                        CASE WHEN newer_start THEN EXCLUDED.country ELSE sessions.country END,
+                        CASE WHEN newer_start THEN EXCLUDED.started_at ELSE sessions.started_at END
+                 FROM (SELECT EXCLUDED.started_at IS NOT NULL
+                              AND (sessions.started_at IS NULL OR EXCLUDED.started_at < sessions.started_at)
+                              AS newer_start) AS s),
+             (ended_at, duration_seconds) = (
+                 SELECT CASE WHEN later_end THEN EXCLUDED.ended_at ELSE sessions.ended_at END,
+                        CASE WHEN later_end THEN EXCLUDED.duration_seconds ELSE sessions.duration_seconds END
+                 FROM (SELECT EXCLUDED.ended_at IS NOT NULL
+                              AND (sessions.ended_at IS NULL OR EXCLUDED.ended_at > sessions.ended_at)
+                              AS later_end) AS e),
+             first_seen_at = LEAST(sessions.first_seen_at, EXCLUDED.first_seen_at),
+             last_seen_at = GREATEST(sessions.last_seen_at, EXCLUDED.last_seen_at)",
+        &ids,
+        &players as &[&str],
+        &platforms as &[Option<&str>],
+        &versions as &[Option<&str>],
+        &devices as &[Option<&str>],
+        &countries as &[Option<&str>],
+        &started as &[Option<OffsetDateTime>],
+        &ended as &[Option<OffsetDateTime>],
+        &durations as &[Option<i32>],
+        &first_seen,
+        &last_seen,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Splits events by type, keeping each list in event_id order.
+#[derive(Default)]
+struct ByType<'a> {
+    session_starts: Vec<&'a SessionStart>,
+    session_ends: Vec<&'a SessionEnd>,
+    progressions: Vec<&'a Progression>,
+    purchases: Vec<&'a Purchase>,
+    resources: Vec<&'a Resource>,
+    customs: Vec<&'a Custom>,
+    errors: Vec<&'a ClientError>,
+}
+
+impl<'a> ByType<'a> {
+    fn split(events: &[&'a Event]) -> Self {
+        let mut by = Self::default();
+        for &event in events {
+            match event {
+                Event::SessionStart(e) => by.session_starts.push(e),
+                Event::SessionEnd(e) => by.session_ends.push(e),
+                Event::Progression(e) => by.progressions.push(e),
+                Event::Purchase(e) => by.purchases.push(e),
+                Event::Resource(e) => by.resources.push(e),
+                Event::Custom(e) => by.customs.push(e),
+                Event::Error(e) => by.errors.push(e),
+            }
+        }
+        by
+    }
+}
+
+/// One statement per detail table that this batch has events for.
+async fn insert_details(conn: &mut PgConnection, events: &[&Event]) -> Result<(), sqlx::Error> {
+    let by = ByType::split(events);
+
+    if !by.session_starts.is_empty() {
+        let e = &by.session_starts;
+        sqlx::query!(
+            "INSERT INTO session_start_events (event_id, platform, app_version, device, country)
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])",
+            &e.iter().map(|e| e.header.event_id).collect::<Vec<_>>(),
+            &e.iter().map(|e| e.platform.as_str()).collect::<Vec<_>>() as &[&str],
+            &e.iter().map(|e| e.app_version.as_str()).collect::<Vec<_>>() as &[&str],
+            &e.iter().map(|e| e.device.as_ref().map(|v| v.as_str())).collect::<Vec<_>>() as &[Option<&str>],
+            &e.iter().map(|e| e.country.as_ref().map(|v| v.as_str())).collect::<Vec<_>>() as &[Option<&str>],
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !by.session_ends.is_empty() {
+        let e = &by.session_ends;
+        sqlx::query!(
+            "INSERT INTO session_end_events (event_id, duration_seconds)
+             SELECT * FROM UNNEST($1::uuid[], $2::int[])",
+            &e.iter().map(|e| e.header.event_id).collect::<Vec<_>>(),
+            &e.iter().map(|e| e.duration_seconds.get()).collect::<Vec<_>>(),
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !by.progressions.is_empty() {
+        let e = &by.progressions;
+        sqlx::query!(
+            "INSERT INTO progression_events (event_id, status, level, score, attempt)
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::int[])",
+            &e.iter().map(|e| e.header.event_id).collect::<Vec<_>>(),
+            &e.iter().map(|e| e.status.as_str()).collect::<Vec<_>>() as &[&str],
+            &e.iter().map(|e| e.level.as_str()).collect::<Vec<_>>() as &[&str],
+            &e.iter().map(|e| e.score.map(|v| v.get())).collect::<Vec<_>>() as &[Option<i64>],
+            &e.iter().map(|e| e.attempt.map(|v| v.get())).collect::<Vec<_>>() as &[Option<i32>],
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !by.purchases.is_empty() {
+        let e = &by.purchases;
+        sqlx::query!(
+            "INSERT INTO purchase_events (event_id, item_id, item_type, amount_minor, currency, transaction_id)
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[])",
+            &e.iter().map(|e| e.header.event_id).collect::<Vec<_>>(),
+            &e.iter().map(|e| e.item_id.as_str()).collect::<Vec<_>>() as &[&str],
+            &e.iter().map(|e| e.item_type.as_str()).collect::<Vec<_>>() as &[&str],
+            &e.iter().map(|e| e.amount_minor.get()).collect::<Vec<_>>(),
+            &e.iter().map(|e| e.currency.as_str()).collect::<Vec<_>>() as &[&str],
+            &e.iter().map(|e| e.transaction_id.as_ref().map(|v| v.as_str())).collect::<Vec<_>>() as &[Option<&str>],
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !by.resources.is_empty() {
+        let e = &by.resources;
+        sqlx::query!(
+            "INSERT INTO resource_events (event_id, flow, currency, amount, item_type, item_id)
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::float8[], $5::text[], $6::text[])",
+            &e.iter().map(|e| e.header.event_id).collect::<Vec<_>>(),
+            &e.iter().map(|e| e.flow.as_str()).collect::<Vec<_>>() as &[&str],
+            &e.iter().map(|e| e.currency.as_str()).collect::<Vec<_>>() as &[&str],
+            &e.iter().map(|e| e.amount.get()).collect::<Vec<_>>(),
+            &e.iter().map(|e| e.item_type.as_str()).collect::<Vec<_>>() as &[&str],
+            &e.iter().map(|e| e.item_id.as_str()).collect::<Vec<_>>() as &[&str],
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !by.customs.is_empty() {
+        let e = &by.customs;
+        sqlx::query!(
+            "INSERT INTO custom_events (event_id, name, value, properties)
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::jsonb[])",
+            &e.iter().map(|e| e.header.event_id).collect::<Vec<_>>(),
+            &e.iter().map(|e| e.name.as_str()).collect::<Vec<_>>() as &[&str],
+            &e.iter().map(|e| e.value.map(|v| v.get())).collect::<Vec<_>>() as &[Option<f64>],
+            &e.iter()
+                .map(|e| e.properties.as_ref().map(|p| serde_json::Value::Object(p.as_map().clone())))
+                .collect::<Vec<_>>() as &[Option<serde_json::Value>],
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !by.errors.is_empty() {
+        let e = &by.errors;
+        sqlx::query!(
+            "INSERT INTO error_events (event_id, severity, message)
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[])",
+            &e.iter().map(|e| e.header.event_id).collect::<Vec<_>>(),
+            &e.iter().map(|e| e.severity.as_str()).collect::<Vec<_>>() as &[&str],
+            &e.iter().map(|e| e.message.as_str()).collect::<Vec<_>>() as &[&str],
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
