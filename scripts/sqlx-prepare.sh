@@ -13,7 +13,8 @@ admin_url=${PREPARE_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 db=app_sqlx_prepare
 db_url=${admin_url%/*}/$db
 
-sqlxmq_dir=$(cargo metadata --offline --format-version 1 | python3 -c '
+host=$(rustc -vV | sed -n "s/^host: //p")
+sqlxmq_dir=$(cargo metadata --offline --format-version 1 --filter-platform "$host" | python3 -c '
 import json, os, sys
 meta = json.load(sys.stdin)
 print(next(os.path.dirname(p["manifest_path"]) for p in meta["packages"] if p["name"] == "sqlxmq"))
