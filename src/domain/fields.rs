@@ -6,7 +6,6 @@
 use std::borrow::Cow;
 
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef};
-use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -17,10 +16,11 @@ pub trait FromJsonField: Sized {
 }
 
 /// Implements poem-openapi's `Type`, `ParseFromJSON` and `ToJSON` for a validated field
-/// from its `schema()` and `FromJsonField`.
+/// from its `schema()` and `FromJsonField`. The traits are named in full, not imported:
+/// in scope, `Type::is_empty` would shadow `str::is_empty` on references.
 macro_rules! openapi_type {
     ($name:ident, $wire:ty) => {
-        impl Type for $name {
+        impl poem_openapi::types::Type for $name {
             const IS_REQUIRED: bool = true;
             type RawValueType = Self;
             type RawElementValueType = Self;
@@ -42,14 +42,14 @@ macro_rules! openapi_type {
             }
         }
 
-        impl ParseFromJSON for $name {
-            fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+        impl poem_openapi::types::ParseFromJSON for $name {
+            fn parse_from_json(value: Option<Value>) -> poem_openapi::types::ParseResult<Self> {
                 let value = value.unwrap_or_default();
-                Self::from_json_field(&value).map_err(ParseError::custom)
+                Self::from_json_field(&value).map_err(poem_openapi::types::ParseError::custom)
             }
         }
 
-        impl ToJSON for $name {
+        impl poem_openapi::types::ToJSON for $name {
             fn to_json(&self) -> Option<Value> {
                 Some(Value::from(<$wire>::from(self.clone())))
             }
@@ -794,14 +794,14 @@ mod tests {
         assert!(parse::<LevelName>(json!(":w")).is_err());
         assert!(parse::<LevelName>(json!(format!("{}:b", "a".repeat(64)))).is_ok());
         assert!(parse::<LevelName>(json!(format!("{}:b", "a".repeat(65)))).is_err());
-        assert!(parse::<LevelName>(json!(["a".repeat(64); 3].join(":"))).is_ok());
+        assert!(parse::<LevelName>(json!(vec!["a".repeat(64); 3].join(":"))).is_ok());
     }
 
     #[test]
     fn custom_event_name_has_one_to_five_parts() {
         assert!(parse::<CustomEventName>(json!("a:b:c:d:e")).is_ok());
         assert!(parse::<CustomEventName>(json!("a:b:c:d:e:f")).is_err());
-        assert!(parse::<CustomEventName>(json!(["n".repeat(64); 5].join(":"))).is_ok());
+        assert!(parse::<CustomEventName>(json!(vec!["n".repeat(64); 5].join(":"))).is_ok());
     }
 
     #[test]
