@@ -70,7 +70,10 @@ pub fn pool(settings: &DatabaseSettings) -> Result<PgPool, DbError> {
 
 /// Creates the database if it does not exist yet.
 pub async fn create_database_if_missing(url: &str) -> Result<(), DbError> {
-    if !Postgres::database_exists(url).await.map_err(DbError::CreateDatabase)? {
+    if !Postgres::database_exists(url)
+        .await
+        .map_err(DbError::CreateDatabase)?
+    {
         match Postgres::create_database(url).await {
             Ok(()) => tracing::info!("created the database"),
             // Another process created it between our check and our create.
@@ -103,5 +106,7 @@ pub async fn schema_is_current(pool: &PgPool) -> Result<bool, sqlx::Error> {
         sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
             .fetch_all(pool)
             .await?;
-    Ok(MIGRATIONS.iter().all(|m| applied.binary_search(&m.version).is_ok()))
+    Ok(MIGRATIONS
+        .iter()
+        .all(|m| applied.binary_search(&m.version).is_ok()))
 }

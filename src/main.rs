@@ -47,7 +47,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate { db } => {
             db::create_database_if_missing(&db.database_url).await?;
             db::migrate(&db::pool(&db)?).await?;
-            println!("the database is up to date ({} migrations)", db::MIGRATIONS.len());
+            println!(
+                "the database is up to date ({} migrations)",
+                db::MIGRATIONS.len()
+            );
         }
         Command::Openapi => print!("{}", api::openapi().spec_yaml()),
         Command::Failed { action } => match action {
@@ -77,7 +80,11 @@ async fn main() -> anyhow::Result<()> {
                 for id in &requeued {
                     println!("requeued {id}");
                 }
-                let missed: Vec<_> = which.batch_ids.iter().filter(|id| !requeued.contains(id)).collect();
+                let missed: Vec<_> = which
+                    .batch_ids
+                    .iter()
+                    .filter(|id| !requeued.contains(id))
+                    .collect();
                 for id in &missed {
                     eprintln!("not a failed batch: {id}");
                 }

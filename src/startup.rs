@@ -27,7 +27,9 @@ pub async fn prepare_database(settings: &DatabaseSettings) -> Result<PgPool, DbE
     loop {
         match db::prepare(settings).await {
             Ok(pool) => return Ok(pool),
-            Err(e @ (DbError::Connect(_) | DbError::CreateDatabase(_))) if Instant::now() < deadline => {
+            Err(e @ (DbError::Connect(_) | DbError::CreateDatabase(_)))
+                if Instant::now() < deadline =>
+            {
                 tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "database not ready");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));

@@ -6,7 +6,8 @@ use tracing_subscriber::EnvFilter;
 const DEFAULT_FILTER: &str = "info,sqlx=warn,sqlxmq=warn,poem=warn";
 
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     // `try_init`: tests start the service many times in one process.
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
 }

@@ -75,8 +75,16 @@ impl BatchesApi {
     ///
     /// Where the batch is: queued, processing, completed (with how many of its events
     /// were new and how many duplicates) or failed (with the last error).
-    #[oai(path = "/v1/batches/:batch_id", method = "get", operation_id = "get_batch")]
-    async fn get(&self, state: Data<&ApiState>, batch_id: Path<Uuid>) -> Result<Json<BatchStatus>, LookupProblem> {
+    #[oai(
+        path = "/v1/batches/:batch_id",
+        method = "get",
+        operation_id = "get_batch"
+    )]
+    async fn get(
+        &self,
+        state: Data<&ApiState>,
+        batch_id: Path<Uuid>,
+    ) -> Result<Json<BatchStatus>, LookupProblem> {
         match store::read::batch(&state.pool, batch_id.0).await? {
             Some(record) => Ok(Json(BatchStatus::try_from(record)?)),
             None => Err(ApiError::NotFound(format!("no batch has the id {}", batch_id.0)).into()),

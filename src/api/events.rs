@@ -135,7 +135,11 @@ impl EventsApi {
     /// counted as a duplicate and not stored again, so a client may safely resend a batch
     /// whose response it did not receive.
     #[oai(path = "/v1/events", method = "post", operation_id = "ingest_events")]
-    async fn ingest(&self, state: Data<&ApiState>, body: IngestBody) -> Result<IngestResponse, IngestProblem> {
+    async fn ingest(
+        &self,
+        state: Data<&ApiState>,
+        body: IngestBody,
+    ) -> Result<IngestResponse, IngestProblem> {
         let accepted = body.0.events.len();
         debug_assert!(accepted <= MAX_EVENTS_PER_BATCH);
         let batch_id = state.queue.enqueue(&body.0).await?;
@@ -152,11 +156,21 @@ impl EventsApi {
     /// Read a stored event
     ///
     /// 404 until a worker has stored it.
-    #[oai(path = "/v1/events/:event_id", method = "get", operation_id = "get_event")]
-    async fn get(&self, state: Data<&ApiState>, event_id: Path<Uuid>) -> Result<Json<StoredEvent>, LookupProblem> {
+    #[oai(
+        path = "/v1/events/:event_id",
+        method = "get",
+        operation_id = "get_event"
+    )]
+    async fn get(
+        &self,
+        state: Data<&ApiState>,
+        event_id: Path<Uuid>,
+    ) -> Result<Json<StoredEvent>, LookupProblem> {
         match store::read::event(&state.pool, event_id.0).await? {
             Some(stored) => Ok(Json(stored.into())),
-            None => Err(ApiError::NotFound(format!("no stored event has the id {}", event_id.0)).into()),
+            None => {
+                Err(ApiError::NotFound(format!("no stored event has the id {}", event_id.0)).into())
+            }
         }
     }
 }

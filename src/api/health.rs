@@ -32,8 +32,12 @@ impl HealthApi {
     async fn readyz(&self, state: Data<&ApiState>) -> ReadyResponse {
         match db::schema_is_current(&state.pool).await {
             Ok(true) => ReadyResponse::Ready(PlainText("ready")),
-            Ok(false) => ReadyResponse::NotReady(PlainText("the database schema is not current: run `app migrate`".to_owned())),
-            Err(e) => ReadyResponse::NotReady(PlainText(format!("the database is unreachable: {e}"))),
+            Ok(false) => ReadyResponse::NotReady(PlainText(
+                "the database schema is not current: run `app migrate`".to_owned(),
+            )),
+            Err(e) => {
+                ReadyResponse::NotReady(PlainText(format!("the database is unreachable: {e}")))
+            }
         }
     }
 }

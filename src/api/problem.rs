@@ -86,7 +86,9 @@ impl ApiError {
             ApiError::NotFound(_) => ("not-found", "Not found"),
             ApiError::BodyTooLarge { .. } => ("body-too-large", "Request body too large"),
             ApiError::TooManyEvents { .. } => ("too-many-events", "Too many events"),
-            ApiError::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
+            ApiError::UnsupportedMediaType(_) => {
+                ("unsupported-media-type", "Unsupported media type")
+            }
             ApiError::InvalidEvents(_) => ("invalid-events", "Invalid events"),
             ApiError::Unavailable(_) => ("unavailable", "Service unavailable"),
             ApiError::Internal(_) => ("internal", "Internal server error"),
@@ -97,7 +99,9 @@ impl ApiError {
             status: self.status().as_u16(),
             detail: self.to_string(),
             errors: match self {
-                ApiError::InvalidEvents(errors) => Some(errors.iter().cloned().map(Into::into).collect()),
+                ApiError::InvalidEvents(errors) => {
+                    Some(errors.iter().cloned().map(Into::into).collect())
+                }
                 _ => None,
             },
             limit: match self {
@@ -111,8 +115,13 @@ impl ApiError {
     /// Database errors that mean "not reachable right now" become 503; others are bugs.
     pub fn from_database(error: sqlx::Error) -> Self {
         match error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => ApiError::Unavailable(error),
-            sqlx::Error::Database(ref e) if e.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) => {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                ApiError::Unavailable(error)
+            }
+            sqlx::Error::Database(ref e)
+                if e.code()
+                    .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) =>
+            {
                 // admin shutdown, cannot connect now, connection failure
                 ApiError::Unavailable(error)
             }
@@ -124,7 +133,9 @@ impl ApiError {
 impl From<BatchRejection> for ApiError {
     fn from(rejection: BatchRejection) -> Self {
         match rejection {
-            BatchRejection::TooManyEvents { count, limit } => ApiError::TooManyEvents { count, limit },
+            BatchRejection::TooManyEvents { count, limit } => {
+                ApiError::TooManyEvents { count, limit }
+            }
             BatchRejection::Invalid(errors) => ApiError::InvalidEvents(errors),
         }
     }
@@ -159,7 +170,9 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::BodyTooLarge { .. } | ApiError::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTooLarge { .. } | ApiError::TooManyEvents { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::InvalidEvents(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -175,9 +188,10 @@ impl ResponseError for ApiError {
         }
         let mut response = problem_response(&self.problem());
         if matches!(self, ApiError::Unavailable(_)) {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from(RETRY_AFTER_SECS));
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(RETRY_AFTER_SECS),
+            );
         }
         response
     }

@@ -71,13 +71,19 @@ pub enum BatchRejection {
 }
 
 /// Validates a parsed request body received at `received_at`.
-pub fn validate_batch(body: &Value, received_at: OffsetDateTime) -> Result<ValidBatch, BatchRejection> {
+pub fn validate_batch(
+    body: &Value,
+    received_at: OffsetDateTime,
+) -> Result<ValidBatch, BatchRejection> {
     let mut errors = Vec::new();
     let Value::Object(request) = body else {
         return Err(BatchRejection::Invalid(vec![FieldError {
             index: None,
             pointer: String::new(),
-            reason: format!("the request body must be a JSON object, not {}", json_kind(body)),
+            reason: format!(
+                "the request body must be a JSON object, not {}",
+                json_kind(body)
+            ),
         }]));
     };
 
@@ -221,7 +227,9 @@ fn read_event(
             device: optional,
             country: optional,
         })),
-        EventType::SessionEnd => event!(SessionEnd(SessionEnd { duration_seconds: required })),
+        EventType::SessionEnd => event!(SessionEnd(SessionEnd {
+            duration_seconds: required
+        })),
         EventType::Progression => event!(Progression(Progression {
             status: required,
             level: required,
@@ -344,5 +352,284 @@ impl<'f, 'e> FieldReader<'f, 'e> {
         for name in unknown {
             self.error(name, "is not a field of this object (typo?)".to_owned());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use time::macros::datetime;
+
+    const RECEIVED: OffsetDateTime = datetime!(2026-11-25 12:00 UTC);
+
+    fn event(event_type: &str, id: u128) -> Value {
+        let mut e = json!({
+            "type": event_type,
+            "event_id": Uuid::from_u128(id).to_string(),
+            "player_id": "player-1",
+            "session_id": "0192f0c1-7d5e-7a3b-9c1d-2e3f4a5b6c7d",
+            "occurred_at": "2026-11-25T11:59:00Z",
+        });
+        let own = match event_type {
+            "session_start" => json!({"platform": "ios", "app_version": "1.0"}),
+            "session_end" => json!({"duration_seconds": 60}),
+            "progression" => json!({"status": "start", "level": "w1"}),
+            "purchase" => {
+                json!({"item_id": "gems", "item_type": "pack", "amount_minor": 99, "currency": "EUR"})
+            }
+            "resource" => {
+                json!({"flow": "sink", "currency": "gold", "amount": 5, "item_type": "boost", "item_id": "x2"})
+            }
+            "custom" => json!({"name": "tutorial:done"}),
+            "error" => json!({"severity": "error", "message": "boom"}),
+            other => panic!("no such type {other}"),
+        };
+        e.as_object_mut()
+            .unwrap()
+            .extend(own.as_object().unwrap().clone());
+        e
+    }
+
+    fn errors_of(body: Value) -> Vec<FieldError> {
+        match validate_batch(&body, RECEIVED) {
+            Err(BatchRejection::Invalid(errors)) => errors,
+            other => panic!("expected invalid, got {other:?}"),
+        }
+    }
+
+    fn pointers(errors: &[FieldError]) -> Vec<&str> {
+        errors.iter().map(|e| e.pointer.as_str()).collect()
+    }
+
+    #[test]
+    fn accepts_one_event_of_every_type() {
+        let types = [
+            "session_start",
+            "session_end",
+            "progression",
+            "purchase",
+            "resource",
+            "custom",
+            "error",
+        ];
+        let events: Vec<Value> = types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| event(t, i as u128 + 1))
+            .collect();
+        let batch = validate_batch(&json!({ "events": events }), RECEIVED).unwrap();
+        let got: Vec<&str> = batch
+            .events
+            .iter()
+            .map(|e| e.event_type().as_str())
+            .collect();
+        assert_eq!(got, types);
+        assert_eq!(batch.received_at, RECEIVED);
+        assert_eq!(batch.sent_at, None);
+    }
+
+    #[test]
+    fn reports_every_invalid_event_not_only_the_first() {
+        let mut bad_player = event("purchase", 1);
+        bad_player["player_id"] = json!("no spaces allowed");
+        let good = event("custom", 2);
+        let mut bad_two_fields = event("progression", 3);
+        bad_two_fields["level"] = json!("a:b:c:d");
+        bad_two_fields["attempt"] = json!(0);
+        let errors = errors_of(json!({ "events": [bad_player, good, bad_two_fields] }));
+        assert_eq!(
+            pointers(&errors),
+            [
+                "/events/0/player_id",
+                "/events/2/level",
+                "/events/2/attempt"
+            ]
+        );
+        assert_eq!(errors[0].index, Some(0));
+        assert_eq!(errors[2].index, Some(2));
+    }
+
+    #[test]
+    fn missing_null_and_unknown_fields() {
+        let mut e = event("error", 1);
+        e.as_object_mut().unwrap().remove("message");
+        e["severity"] = Value::Null;
+        e["severty"] = json!("error");
+        let errors = errors_of(json!({ "events": [e] }));
+        assert_eq!(
+            pointers(&errors),
+            [
+                "/events/0/severity",
+                "/events/0/message",
+                "/events/0/severty"
+            ]
+        );
+        assert!(errors[2].reason.contains("not a field"));
+    }
+
+    #[test]
+    fn optional_fields_may_be_null_or_absent() {
+        let mut e = event("session_start", 1);
+        e["device"] = Value::Null;
+        let batch = validate_batch(&json!({ "events": [e] }), RECEIVED).unwrap();
+        let Event::SessionStart(start) = &batch.events[0] else {
+            panic!()
+        };
+        assert_eq!(start.device, None);
+        assert_eq!(start.country, None);
+    }
+
+    #[test]
+    fn unknown_or_missing_type() {
+        let mut unknown = event("custom", 1);
+        unknown["type"] = json!("levelup");
+        let mut missing = event("custom", 2);
+        missing.as_object_mut().unwrap().remove("type");
+        let errors = errors_of(json!({ "events": [unknown, missing] }));
+        assert_eq!(pointers(&errors), ["/events/0/type", "/events/1/type"]);
+        assert!(errors[0].reason.contains("session_start"));
+    }
+
+    #[test]
+    fn the_same_event_id_twice_in_one_batch() {
+        let errors = errors_of(json!({ "events": [event("custom", 7), event("error", 7)] }));
+        assert_eq!(pointers(&errors), ["/events/1/event_id"]);
+        assert!(errors[0].reason.contains("event 0"));
+    }
+
+    #[test]
+    fn nil_and_malformed_uuids() {
+        let mut nil = event("custom", 1);
+        nil["event_id"] = json!(Uuid::nil().to_string());
+        let mut malformed = event("custom", 2);
+        malformed["session_id"] = json!("not-a-uuid");
+        let errors = errors_of(json!({ "events": [nil, malformed] }));
+        assert_eq!(
+            pointers(&errors),
+            ["/events/0/event_id", "/events/1/session_id"]
+        );
+    }
+
+    #[test]
+    fn timestamps_need_an_offset() {
+        let mut e = event("custom", 1);
+        e["occurred_at"] = json!("2026-11-25T11:59:00");
+        assert_eq!(
+            pointers(&errors_of(json!({ "events": [e] }))),
+            ["/events/0/occurred_at"]
+        );
+    }
+
+    #[test]
+    fn the_batch_holds_one_to_a_thousand_events() {
+        let errors = errors_of(json!({ "events": [] }));
+        assert_eq!(pointers(&errors), ["/events"]);
+
+        let thousand: Vec<Value> = (1..=1000).map(|i| event("custom", i)).collect();
+        assert_eq!(
+            validate_batch(&json!({ "events": thousand }), RECEIVED)
+                .unwrap()
+                .events
+                .len(),
+            1000
+        );
+
+        let too_many: Vec<Value> = (1..=1001).map(|i| event("custom", i)).collect();
+        assert_eq!(
+            validate_batch(&json!({ "events": too_many }), RECEIVED),
+            Err(BatchRejection::TooManyEvents {
+                count: 1001,
+                limit: 1000
+            })
+        );
+    }
+
+    #[test]
+    fn the_request_must_be_an_object_with_an_events_array() {
+        assert_eq!(pointers(&errors_of(json!([1]))), [""]);
+        assert_eq!(pointers(&errors_of(json!({ "events": {} }))), ["/events"]);
+        assert_eq!(pointers(&errors_of(json!({}))), ["/events"]);
+        assert_eq!(
+            pointers(&errors_of(
+                json!({ "events": [event("custom", 1)], "extra": 1 })
+            )),
+            ["/extra"]
+        );
+        assert_eq!(
+            pointers(&errors_of(
+                json!({ "events": [event("custom", 1)], "sent_at": "yesterday" })
+            )),
+            ["/sent_at"]
+        );
+    }
+
+    #[test]
+    fn clock_skew_shifts_client_times_onto_the_server_clock() {
+        // The client's clock is 10 minutes behind ours.
+        let sent_at = datetime!(2026-11-25 11:50 UTC);
+        let skew = ClockSkew::between(Some(sent_at), RECEIVED);
+        assert_eq!(
+            skew.correct(datetime!(2026-11-25 11:45 UTC)),
+            datetime!(2026-11-25 11:55 UTC)
+        );
+        // Without sent_at nothing is shifted.
+        let none = ClockSkew::between(None, RECEIVED);
+        assert_eq!(none.correct(sent_at), sent_at);
+        // Offsets are kept apart from the instant.
+        let local = datetime!(2026-11-25 13:45 +02:00);
+        assert_eq!(skew.correct(local), datetime!(2026-11-25 11:55 UTC));
+    }
+
+    #[test]
+    fn the_future_limit_applies_after_correction() {
+        let mut e = event("custom", 1);
+        // Two hours ahead of the server: invalid without sent_at...
+        e["occurred_at"] = json!("2026-11-25T14:00:00Z");
+        assert_eq!(
+            pointers(&errors_of(json!({ "events": [e.clone()] }))),
+            ["/events/0/occurred_at"]
+        );
+        // ...valid when the client's clock is known to run two hours fast.
+        let body = json!({ "sent_at": "2026-11-25T14:00:00Z", "events": [e] });
+        let batch = validate_batch(&body, RECEIVED).unwrap();
+        let occurred_at = batch.events[0].header().occurred_at;
+        assert_eq!(batch.clock_skew().correct(occurred_at), RECEIVED);
+    }
+
+    #[test]
+    fn the_future_limit_is_one_hour_on_both_sides_of_it() {
+        let at = |t: &str| {
+            let mut e = event("custom", 1);
+            e["occurred_at"] = json!(t);
+            validate_batch(&json!({ "events": [e] }), RECEIVED)
+        };
+        assert!(at("2026-11-25T13:00:00Z").is_ok());
+        assert!(at("2026-11-25T13:00:00.001Z").is_err());
+        assert!(at("2000-01-01T00:00:00Z").is_ok());
+        assert!(at("1999-12-31T23:59:59Z").is_err());
+    }
+
+    #[test]
+    fn a_valid_batch_survives_the_queue_payload_round_trip() {
+        let types = [
+            "session_start",
+            "session_end",
+            "progression",
+            "purchase",
+            "resource",
+            "custom",
+            "error",
+        ];
+        let events: Vec<Value> = types
+            .iter()
+            .enumerate()
+            .map(|(i, t)| event(t, i as u128 + 1))
+            .collect();
+        let body = json!({ "sent_at": "2026-11-25T11:59:30+01:00", "events": events });
+        let batch = validate_batch(&body, RECEIVED).unwrap();
+        let decoded: ValidBatch =
+            serde_json::from_str(&serde_json::to_string(&batch).unwrap()).unwrap();
+        assert_eq!(decoded, batch);
     }
 }

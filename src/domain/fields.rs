@@ -209,7 +209,11 @@ const fn plain(min_chars: usize, max_chars: usize) -> StringRule {
     }
 }
 
-const fn hierarchical(max_parts: usize, max_part_chars: usize, pattern: &'static str) -> StringRule {
+const fn hierarchical(
+    max_parts: usize,
+    max_part_chars: usize,
+    pattern: &'static str,
+) -> StringRule {
     StringRule {
         min_chars: 1,
         max_chars: max_parts * (max_part_chars + 1) - 1,
@@ -422,7 +426,6 @@ macro_rules! bounded_integer {
     };
 }
 
-
 bounded_integer!(
     /// Length of the session in seconds, 0 to 604800 (one week).
     DurationSeconds(i32 = "i32"),
@@ -526,7 +529,10 @@ bounded_number!(
 /// 8 KiB serialized, nested at most 8 levels deep, with no NUL characters
 /// (PostgreSQL's `jsonb` cannot store them).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "serde_json::Map<String, Value>", into = "serde_json::Map<String, Value>")]
+#[serde(
+    try_from = "serde_json::Map<String, Value>",
+    into = "serde_json::Map<String, Value>"
+)]
 pub struct CustomProperties(serde_json::Map<String, Value>);
 
 impl CustomProperties {
@@ -624,8 +630,9 @@ openapi_type!(CustomProperties, serde_json::Map<String, Value>);
 impl FromJsonField for uuid::Uuid {
     fn from_json_field(value: &Value) -> Result<Self, String> {
         match value {
-            Value::String(s) => uuid::Uuid::try_parse(s)
-                .map_err(|_| format!("must be a UUID such as 0192f0c1-7d5e-7a3b-9c1d-2e3f4a5b6c7d (got {s:?})")),
+            Value::String(s) => uuid::Uuid::try_parse(s).map_err(|_| {
+                format!("must be a UUID such as 0192f0c1-7d5e-7a3b-9c1d-2e3f4a5b6c7d (got {s:?})")
+            }),
             other => Err(format!("must be a UUID string, not {}", json_kind(other))),
         }
     }
@@ -817,7 +824,9 @@ mod tests {
         assert!(parse::<CountryCode>(json!("GB")).is_ok());
         assert!(parse::<CountryCode>(json!("ZW")).is_ok());
         assert!(parse::<CountryCode>(json!("AD")).is_ok());
-        assert!(parse::<CountryCode>(json!("UK")).unwrap_err().contains("not an assigned"));
+        assert!(parse::<CountryCode>(json!("UK"))
+            .unwrap_err()
+            .contains("not an assigned"));
         assert!(parse::<CountryCode>(json!("gb")).is_err());
         assert!(parse::<CountryCode>(json!("GBR")).is_err());
     }
@@ -826,7 +835,10 @@ mod tests {
     fn duration_bounds_on_both_sides() {
         assert!(parse::<DurationSeconds>(json!(-1)).is_err());
         assert_eq!(parse::<DurationSeconds>(json!(0)).unwrap().get(), 0);
-        assert_eq!(parse::<DurationSeconds>(json!(604_800)).unwrap().get(), 604_800);
+        assert_eq!(
+            parse::<DurationSeconds>(json!(604_800)).unwrap().get(),
+            604_800
+        );
         assert!(parse::<DurationSeconds>(json!(604_801)).is_err());
         assert!(parse::<DurationSeconds>(json!(1.5)).is_err());
         assert!(parse::<DurationSeconds>(json!("60")).is_err());
@@ -858,7 +870,10 @@ mod tests {
 
     #[test]
     fn enums_list_their_values_in_errors() {
-        assert_eq!(parse::<Platform>(json!("switch")).unwrap(), Platform::Switch);
+        assert_eq!(
+            parse::<Platform>(json!("switch")).unwrap(),
+            Platform::Switch
+        );
         let err = parse::<Platform>(json!("amiga")).unwrap_err();
         assert!(err.contains("ios") && err.contains("other"), "{err}");
         assert!(parse::<Severity>(json!("CRITICAL")).is_err());

@@ -4,5 +4,7 @@ pub mod batch;
 pub mod event;
 pub mod fields;
 
-pub use batch::{validate_batch, BatchRejection, ClockSkew, FieldError, ValidBatch, MAX_EVENTS_PER_BATCH};
+pub use batch::{
+    validate_batch, BatchRejection, ClockSkew, FieldError, ValidBatch, MAX_EVENTS_PER_BATCH,
+};
 pub use event::{Event, EventHeader, EventType};

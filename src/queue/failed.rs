@@ -34,7 +34,11 @@ pub enum Selection {
 
 /// Gives failed batches a fresh set of attempts and wakes the workers. Returns the ids
 /// requeued; an id that is not a failed batch is left alone (and not returned).
-pub async fn retry(pool: &PgPool, selection: &Selection, retry: RetrySettings) -> Result<Vec<Uuid>, sqlx::Error> {
+pub async fn retry(
+    pool: &PgPool,
+    selection: &Selection,
+    retry: RetrySettings,
+) -> Result<Vec<Uuid>, sqlx::Error> {
     let only: Option<&[Uuid]> = match selection {
         Selection::All => None,
         Selection::Only(ids) => Some(ids),
@@ -59,7 +63,9 @@ pub async fn retry(pool: &PgPool, selection: &Selection, retry: RetrySettings) -
     .fetch_all(&mut *tx)
     .await?;
     // The runners listen on this channel (sqlxmq's mq_insert notifies it too).
-    sqlx::query!("SELECT pg_notify('mq', '')").execute(&mut *tx).await?;
+    sqlx::query!("SELECT pg_notify('mq', '')")
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(requeued)
 }

@@ -76,9 +76,12 @@ pub async fn take_job(conn: &mut PgConnection, job_id: Uuid) -> Result<bool, sql
 pub async fn record_failure(pool: &PgPool, job_id: Uuid, error: &str) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     // Lock order as everywhere: the job, then its batch.
-    let remaining = sqlx::query_scalar!("SELECT attempts FROM mq_msgs WHERE id = $1 FOR UPDATE", job_id)
-        .fetch_optional(&mut *tx)
-        .await?;
+    let remaining = sqlx::query_scalar!(
+        "SELECT attempts FROM mq_msgs WHERE id = $1 FOR UPDATE",
+        job_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
     let Some(remaining) = remaining else {
         // Completed meanwhile by a worker that took over.
         return Ok(());

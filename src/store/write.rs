@@ -12,7 +12,9 @@ use sqlx::{PgConnection, Postgres, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::domain::event::{ClientError, Custom, Progression, Purchase, Resource, SessionEnd, SessionStart};
+use crate::domain::event::{
+    ClientError, Custom, Progression, Purchase, Resource, SessionEnd, SessionStart,
+};
 use crate::domain::{Event, ValidBatch};
 
 /// What writing a batch did.
@@ -35,7 +37,10 @@ pub async fn write_batch(
     let mut events: Vec<&Event> = batch.events.iter().collect();
     events.sort_unstable_by_key(|e| e.header().event_id);
 
-    let new_ids = insert_events(tx, batch_id, batch.received_at, &events, |t| skew.correct(t)).await?;
+    let new_ids = insert_events(tx, batch_id, batch.received_at, &events, |t| {
+        skew.correct(t)
+    })
+    .await?;
     let new_events: Vec<&Event> = events
         .into_iter()
         .filter(|e| new_ids.contains(&e.header().event_id))
@@ -206,8 +211,14 @@ async fn upsert_sessions(
         players.push(s.player_id);
         platforms.push(s.start.map(|(_, e)| e.platform.as_str()));
         versions.push(s.start.map(|(_, e)| e.app_version.as_str()));
-        devices.push(s.start.and_then(|(_, e)| e.device.as_ref().map(|d| d.as_str())));
-        countries.push(s.start.and_then(|(_, e)| e.country.as_ref().map(|c| c.as_str())));
+        devices.push(
+            s.start
+                .and_then(|(_, e)| e.device.as_ref().map(|d| d.as_str())),
+        );
+        countries.push(
+            s.start
+                .and_then(|(_, e)| e.country.as_ref().map(|c| c.as_str())),
+        );
         started.push(s.start.map(|(t, _)| t));
         ended.push(s.end.map(|(t, _)| t));
         durations.push(s.end.map(|(_, e)| e.duration_seconds.get()));
@@ -300,8 +311,12 @@ async fn insert_details(conn: &mut PgConnection, events: &[&Event]) -> Result<()
             &e.iter().map(|e| e.header.event_id).collect::<Vec<_>>(),
             &e.iter().map(|e| e.platform.as_str()).collect::<Vec<_>>() as &[&str],
             &e.iter().map(|e| e.app_version.as_str()).collect::<Vec<_>>() as &[&str],
-            &e.iter().map(|e| e.device.as_ref().map(|v| v.as_str())).collect::<Vec<_>>() as &[Option<&str>],
-            &e.iter().map(|e| e.country.as_ref().map(|v| v.as_str())).collect::<Vec<_>>() as &[Option<&str>],
+            &e.iter()
+                .map(|e| e.device.as_ref().map(|v| v.as_str()))
+                .collect::<Vec<_>>() as &[Option<&str>],
+            &e.iter()
+                .map(|e| e.country.as_ref().map(|v| v.as_str()))
+                .collect::<Vec<_>>() as &[Option<&str>],
         )
         .execute(&mut *conn)
         .await?;
@@ -312,7 +327,9 @@ async fn insert_details(conn: &mut PgConnection, events: &[&Event]) -> Result<()
             "INSERT INTO session_end_events (event_id, duration_seconds)
              SELECT * FROM UNNEST($1::uuid[], $2::int[])",
             &e.iter().map(|e| e.header.event_id).collect::<Vec<_>>(),
-            &e.iter().map(|e| e.duration_seconds.get()).collect::<Vec<_>>(),
+            &e.iter()
+                .map(|e| e.duration_seconds.get())
+                .collect::<Vec<_>>(),
         )
         .execute(&mut *conn)
         .await?;
@@ -325,8 +342,12 @@ async fn insert_details(conn: &mut PgConnection, events: &[&Event]) -> Result<()
             &e.iter().map(|e| e.header.event_id).collect::<Vec<_>>(),
             &e.iter().map(|e| e.status.as_str()).collect::<Vec<_>>() as &[&str],
             &e.iter().map(|e| e.level.as_str()).collect::<Vec<_>>() as &[&str],
-            &e.iter().map(|e| e.score.map(|v| v.get())).collect::<Vec<_>>() as &[Option<i64>],
-            &e.iter().map(|e| e.attempt.map(|v| v.get())).collect::<Vec<_>>() as &[Option<i32>],
+            &e.iter()
+                .map(|e| e.score.map(|v| v.get()))
+                .collect::<Vec<_>>() as &[Option<i64>],
+            &e.iter()
+                .map(|e| e.attempt.map(|v| v.get()))
+                .collect::<Vec<_>>() as &[Option<i32>],
         )
         .execute(&mut *conn)
         .await?;
@@ -368,9 +389,14 @@ async fn insert_details(conn: &mut PgConnection, events: &[&Event]) -> Result<()
              SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::jsonb[])",
             &e.iter().map(|e| e.header.event_id).collect::<Vec<_>>(),
             &e.iter().map(|e| e.name.as_str()).collect::<Vec<_>>() as &[&str],
-            &e.iter().map(|e| e.value.map(|v| v.get())).collect::<Vec<_>>() as &[Option<f64>],
             &e.iter()
-                .map(|e| e.properties.as_ref().map(|p| serde_json::Value::Object(p.as_map().clone())))
+                .map(|e| e.value.map(|v| v.get()))
+                .collect::<Vec<_>>() as &[Option<f64>],
+            &e.iter()
+                .map(|e| e
+                    .properties
+                    .as_ref()
+                    .map(|p| serde_json::Value::Object(p.as_map().clone())))
                 .collect::<Vec<_>>() as &[Option<serde_json::Value>],
         )
         .execute(&mut *conn)

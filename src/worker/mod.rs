@@ -37,7 +37,11 @@ pub enum JobOutcome {
 }
 
 /// Processes one claimed batch, start to commit.
-pub async fn process(pool: &PgPool, job_id: Uuid, payload: Option<&str>) -> Result<JobOutcome, WorkError> {
+pub async fn process(
+    pool: &PgPool,
+    job_id: Uuid,
+    payload: Option<&str>,
+) -> Result<JobOutcome, WorkError> {
     let batch: ValidBatch = serde_json::from_str(payload.ok_or(WorkError::MissingPayload)?)?;
     let mut tx = pool.begin().await?;
     if !queue::take_job(&mut tx, job_id).await? {
@@ -61,7 +65,9 @@ async fn handle(pool: PgPool, job: CurrentJob) {
         Ok(JobOutcome::AlreadyDone) => tracing::info!("batch was completed by another worker"),
         Err(error) => {
             tracing::warn!(%error, "batch attempt failed; it will be retried unless it was the last attempt");
-            if let Err(record_error) = queue::record_failure(&pool, job_id, &error.to_string()).await {
+            if let Err(record_error) =
+                queue::record_failure(&pool, job_id, &error.to_string()).await
+            {
                 tracing::error!(%record_error, "cannot record the failure; the job is retried when its lease runs out");
             }
         }

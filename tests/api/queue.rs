@@ -1,0 +1,312 @@
+//! The queue under concurrency and failure.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use app::config::RetrySettings;
+use app::queue::failed::{self, Selection};
+use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection};
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn two_workers_store_every_event_of_200_concurrent_batches_exactly_once() {
+    let mut app = TestApp::spawn_with(TestOptions {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+
+    // 200 batches of 25 events over 20 players and 40 sessions, so that batches contend
+    // for the same player and session rows; one event in five is also sent in the next
+    // batch, so that batches race to store the same events.
+    let players: Vec<String> = (0..20).map(|i| format!("player-{i}")).collect();
+    let sessions: Vec<Uuid> = (0..40).map(|_| Uuid::now_v7()).collect();
+    let mut bodies = Vec::new();
+    let mut previous: Vec<Value> = Vec::new();
+    let mut distinct = HashSet::new();
+    let mut total = 0;
+    for b in 0..200 {
+        let mut events: Vec<Value> = (0..20)
+            .map(|i| {
+                let id = Uuid::now_v7();
+                distinct.insert(id);
+                custom_event(id, &players[(b + i) % 20], sessions[(b * 3 + i) % 40])
+            })
+            .collect();
+        events.extend(previous.iter().take(5).cloned());
+        previous = events[..20].to_vec();
+        total += events.len();
+        bodies.push(json!({ "events": events }));
+    }
+
+    // Queue them all concurrently, then let two workers race through them.
+    let batch_ids: Vec<Uuid> =
+        futures_util::future::join_all(bodies.iter().map(|body| app.ingest(body))).await;
+    assert_eq!(app.queued_jobs().await, 200);
+    app.start_worker().await;
+    app.start_worker().await;
+
+    wait_for(
+        Duration::from_secs(60),
+        "every batch to complete",
+        || async {
+            let left: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM batches WHERE status <> 'completed'")
+                    .fetch_one(&app.pool)
+                    .await
+                    .unwrap();
+            (left == 0).then_some(())
+        },
+    )
+    .await;
+
+    assert_eq!(app.count("events").await, distinct.len() as i64);
+    assert_eq!(app.count("custom_events").await, distinct.len() as i64);
+    let (inserted, duplicates, attempts): (i64, i64, i64) =
+        sqlx::query_as("SELECT sum(inserted), sum(duplicates), sum(attempts) FROM batches")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        inserted,
+        distinct.len() as i64,
+        "each event inserted by exactly one batch"
+    );
+    assert_eq!(inserted + duplicates, total as i64);
+    assert_eq!(
+        attempts, 200,
+        "no batch needed a second attempt (no deadlock, no lost claim)"
+    );
+    assert_eq!(app.count("players").await, 20);
+    assert_eq!(app.count("sessions").await, 40);
+    assert_eq!(app.queued_jobs().await, 0);
+    for id in batch_ids {
+        assert_eq!(app.batch(id).await["status"], "completed");
+    }
+}
+
+/// Makes every batch holding an event of `player_id` fail in the database.
+async fn poison(app: &TestApp, player_id: &str) {
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION poison() RETURNS trigger AS $$
+         BEGIN RAISE EXCEPTION 'poisoned player %', NEW.player_id; END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER poison BEFORE INSERT ON events FOR EACH ROW
+         WHEN (NEW.player_id = '{player_id}') EXECUTE FUNCTION poison();"
+    ))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_batch_is_retried_with_backoff_ends_failed_and_can_be_requeued() {
+    let base_ms = 200;
+    let retry = RetrySettings {
+        max_attempts: 3,
+        retry_base_delay_ms: base_ms,
+    };
+    let app = TestApp::spawn_with(TestOptions { workers: 1, retry }).await;
+    poison(&app, "poison").await;
+
+    let event_id = Uuid::now_v7();
+    let poisoned = app
+        .ingest(&json!({ "events": [custom_event(event_id, "poison", Uuid::now_v7())] }))
+        .await;
+    // A healthy batch behind it is not held up.
+    let healthy = app
+        .ingest(&json!({ "events": [custom_event(Uuid::now_v7(), "fine", Uuid::now_v7())] }))
+        .await;
+    app.wait_for_status(healthy, "completed", Duration::from_secs(10))
+        .await;
+
+    // Watch the attempts start; each retry waits at least the doubled backoff.
+    let mut started = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let failed = loop {
+        let batch = app.batch(poisoned).await;
+        let attempts = batch["attempts"].as_u64().unwrap() as usize;
+        if attempts > started.len() {
+            started.push(Instant::now());
+        }
+        if batch["status"] == "failed" {
+            break batch;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the batch did not fail in time: {batch}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(failed["attempts"], 3);
+    assert!(
+        failed["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("poisoned player poison"),
+        "{failed}"
+    );
+    assert_eq!(started.len(), 3);
+    let poll_slack = Duration::from_millis(50);
+    assert!(started[1] - started[0] + poll_slack >= Duration::from_millis(base_ms));
+    assert!(started[2] - started[1] + poll_slack >= Duration::from_millis(2 * base_ms));
+
+    // It stays failed: no further attempt, and the job is still in the database.
+    tokio::time::sleep(Duration::from_millis(4 * base_ms)).await;
+    assert_eq!(app.batch(poisoned).await["attempts"], 3);
+    assert_eq!(app.queued_jobs().await, 1);
+    let listed = failed::list(&app.pool).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|b| b.batch_id).collect::<Vec<_>>(),
+        [poisoned]
+    );
+
+    // Fix the cause, requeue through the CLI, and it is stored.
+    sqlx::query("DROP TRIGGER poison ON events")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_app"))
+        .args(["failed", "retry", &poisoned.to_string()])
+        .env("DATABASE_URL", &app.db_settings.database_url)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains(&format!("requeued {poisoned}")));
+    let done = app
+        .wait_for_status(poisoned, "completed", Duration::from_secs(10))
+        .await;
+    assert_eq!(done["inserted"], 1);
+    assert_eq!(done["attempts"], 4);
+    let (status, _) = app.get_json(&format!("/v1/events/{event_id}")).await;
+    assert_eq!(status, 200);
+    assert!(failed::list(&app.pool).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn failed_retry_leaves_batches_that_did_not_fail_alone() {
+    let app = TestApp::spawn_with(TestOptions {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let queued = app
+        .ingest(&json!({ "events": [custom_event(Uuid::now_v7(), "p", Uuid::now_v7())] }))
+        .await;
+    let retry = RetrySettings {
+        max_attempts: 2,
+        retry_base_delay_ms: 100,
+    };
+    let requeued = failed::retry(
+        &app.pool,
+        &Selection::Only(vec![queued, Uuid::now_v7()]),
+        retry,
+    )
+    .await
+    .unwrap();
+    assert!(requeued.is_empty());
+    assert!(failed::retry(&app.pool, &Selection::All, retry)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(app.batch(queued).await["status"], "queued");
+}
+
+async fn claim(conn: &mut PgConnection) -> Vec<Uuid> {
+    sqlx::query_scalar("SELECT id FROM mq_poll(NULL, 10) WHERE id IS NOT NULL")
+        .fetch_all(conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_claim_skips_jobs_locked_by_another_worker_instead_of_waiting() {
+    let app = TestApp::spawn_with(TestOptions {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let first = app
+        .ingest(&json!({ "events": [custom_event(Uuid::now_v7(), "p", Uuid::now_v7())] }))
+        .await;
+    let second = app
+        .ingest(&json!({ "events": [custom_event(Uuid::now_v7(), "p", Uuid::now_v7())] }))
+        .await;
+
+    // Another worker holds the first job's row (as while it completes the job).
+    let mut holder = PgConnection::connect(&app.db_settings.database_url)
+        .await
+        .unwrap();
+    let mut tx = holder.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM mq_msgs WHERE id = $1 FOR UPDATE")
+        .bind(first)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+
+    // A claim that waited would hit the statement timeout.
+    let mut claimer = PgConnection::connect(&app.db_settings.database_url)
+        .await
+        .unwrap();
+    sqlx::query("SET statement_timeout = '2s'")
+        .execute(&mut claimer)
+        .await
+        .unwrap();
+    assert_eq!(claim(&mut claimer).await, [second]);
+    assert_eq!(app.batch(second).await["status"], "processing");
+    assert_eq!(app.batch(first).await["status"], "queued");
+    tx.rollback().await.unwrap();
+    assert_eq!(claim(&mut claimer).await, [first]);
+    assert!(
+        claim(&mut claimer).await.is_empty(),
+        "claimed jobs are leased, not claimable again"
+    );
+}
+
+#[tokio::test]
+async fn a_worker_lost_during_the_final_attempt_leaves_a_failed_batch_not_a_stranded_one() {
+    let retry = RetrySettings {
+        max_attempts: 1,
+        retry_base_delay_ms: 100,
+    };
+    let app = TestApp::spawn_with(TestOptions { workers: 0, retry }).await;
+    let batch_id = app
+        .ingest(&json!({ "events": [custom_event(Uuid::now_v7(), "p", Uuid::now_v7())] }))
+        .await;
+
+    // A worker claims the batch and dies without a word.
+    let mut conn = PgConnection::connect(&app.db_settings.database_url)
+        .await
+        .unwrap();
+    assert_eq!(claim(&mut conn).await, [batch_id]);
+    assert_eq!(app.batch(batch_id).await["status"], "processing");
+
+    // Once the lease has run out, the next poll notices.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(claim(&mut conn).await.is_empty());
+    let batch = app.batch(batch_id).await;
+    assert_eq!(batch["status"], "failed");
+    assert!(
+        batch["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("final attempt"),
+        "{batch}"
+    );
+
+    // And it can be requeued and stored.
+    let mut app = app;
+    failed::retry(&app.pool, &Selection::All, retry)
+        .await
+        .unwrap();
+    app.start_worker().await;
+    app.wait_for_status(batch_id, "completed", Duration::from_secs(10))
+        .await;
+}
