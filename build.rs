@@ -84,7 +84,14 @@ fn sqlxmq_package_dir(manifest_dir: &Path) -> PathBuf {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let target = env::var("TARGET").expect("set by cargo");
     let output = Command::new(cargo)
-        .args(["metadata", "--offline", "--format-version", "1", "--filter-platform", &target])
+        .args([
+            "metadata",
+            "--offline",
+            "--format-version",
+            "1",
+            "--filter-platform",
+            &target,
+        ])
         .arg("--manifest-path")
         .arg(manifest_dir.join("Cargo.toml"))
         .output()
