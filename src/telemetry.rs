@@ -3,7 +3,7 @@
 
 use tracing_subscriber::EnvFilter;
 
-const DEFAULT_FILTER: &str = "info,sqlx=warn,sqlxmq=warn,poem=warn";
+pub const DEFAULT_FILTER: &str = "info,sqlx=warn,sqlxmq=warn,poem=warn";
 
 pub fn init() {
     let filter =

@@ -1,0 +1,40 @@
+# Everyday commands. Each recipe is a plain command you can also type yourself.
+# `just --list` shows them all.
+
+set dotenv-load := false
+
+# Migrate, then serve the API and run a worker in one process (http://localhost:8080/docs)
+run:
+    cargo run -- run
+
+# The whole test suite (needs PostgreSQL on 127.0.0.1:5432)
+test:
+    cargo test
+
+# Serve the HTTP API only
+serve:
+    cargo run -- serve
+
+# Run one worker
+work:
+    cargo run -- work
+
+# Create the database if missing and apply every migration
+migrate:
+    cargo run -- migrate
+
+# Regenerate openapi.yaml from the code
+openapi:
+    cargo run --quiet -- openapi > openapi.yaml
+
+# Start PostgreSQL from docker-compose.yml (for machines without a local one)
+db:
+    docker compose up -d db
+
+# Regenerate .sqlx/ (offline query data) after changing a query or a migration
+sqlx-prepare:
+    ./scripts/sqlx-prepare.sh
+
+# The checks CI runs
+ci:
+    bash .ci/run
