@@ -10,6 +10,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::body;
 use super::problem::{ApiError, IngestProblem, LookupProblem};
 use super::{ApiState, ApiTags};
 use crate::domain::{validate_batch, Event, ValidBatch, MAX_EVENTS_PER_BATCH};
@@ -57,18 +58,9 @@ impl Payload for IngestBody {
 impl ParsePayload for IngestBody {
     const IS_REQUIRED: bool = true;
 
-    async fn from_request(_request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+    async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
         let received_at = OffsetDateTime::now_utc();
-        let bytes = body
-            .take()?
-            .into_bytes_limit(MAX_BODY_BYTES)
-            .await
-            .map_err(|e| match e {
-                poem::error::ReadBodyError::PayloadTooLarge => ApiError::BodyTooLarge {
-                    limit_bytes: MAX_BODY_BYTES,
-                },
-                other => ApiError::BadRequest(format!("cannot read the request body: {other}")),
-            })?;
+        let bytes = body::read_limited(request, body, MAX_BODY_BYTES).await?;
         let value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
         let batch = validate_batch(&value, received_at).map_err(ApiError::from)?;

@@ -1,6 +1,7 @@
 //! The HTTP API: one module per resource, one place for errors ([`problem`]).
 
 pub mod batches;
+mod body;
 pub mod events;
 pub mod health;
 pub mod problem;

@@ -281,8 +281,8 @@ problem_set!(
     /// The errors of `POST /v1/events`.
     IngestProblem:
     400 => "The body is not valid JSON.",
-    413 => "The body is over 1 MiB, or carries more than 1000 events.",
-    415 => "The body is not `application/json`.",
+    413 => "The body is over 1 MiB (decompressed), or carries more than 1000 events.",
+    415 => "The body is not `application/json`, or its `Content-Encoding` is neither identity nor gzip.",
     422 => "Some events are invalid; `errors` lists every invalid field. Nothing was queued.",
     503 => "The database is unavailable; retry after `Retry-After` seconds.",
 );
