@@ -3,10 +3,12 @@
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
+use poem_openapi::types::Example;
 use poem_openapi::{Enum, Object, OpenApi};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::events::EXAMPLE_BATCH_ID;
 use super::problem::{ApiError, LookupProblem};
 use super::{ApiState, ApiTags};
 use crate::store::{self, BatchRecord};
@@ -25,6 +27,7 @@ pub enum BatchState {
 }
 
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct BatchStatus {
     pub batch_id: Uuid,
     pub status: BatchState,
@@ -40,6 +43,23 @@ pub struct BatchStatus {
     pub last_error: Option<String>,
     pub received_at: OffsetDateTime,
     pub completed_at: Option<OffsetDateTime>,
+}
+
+impl Example for BatchStatus {
+    fn example() -> Self {
+        let received_at = time::macros::datetime!(2026-11-01 17:31:00.012 UTC);
+        Self {
+            batch_id: EXAMPLE_BATCH_ID,
+            status: BatchState::Completed,
+            accepted: 7,
+            inserted: Some(7),
+            duplicates: Some(0),
+            attempts: 1,
+            last_error: None,
+            received_at,
+            completed_at: Some(received_at + time::Duration::milliseconds(38)),
+        }
+    }
 }
 
 impl TryFrom<BatchRecord> for BatchStatus {

@@ -5,7 +5,7 @@ use poem::{Request, RequestBody};
 use poem_openapi::param::Path;
 use poem_openapi::payload::{Json, ParsePayload, Payload};
 use poem_openapi::registry::{MetaSchemaRef, Registry};
-use poem_openapi::types::Type;
+use poem_openapi::types::{Example, Type};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::body;
 use super::problem::{ApiError, IngestProblem, LookupProblem};
 use super::{ApiState, ApiTags};
-use crate::domain::{validate_batch, Event, ValidBatch, MAX_EVENTS_PER_BATCH};
+use crate::domain::{examples, validate_batch, Event, ValidBatch, MAX_EVENTS_PER_BATCH};
 use crate::store;
 
 /// Largest request body accepted, in bytes.
@@ -21,7 +21,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// A batch of events from one client.
 #[derive(Debug, Object)]
-#[oai(rename = "EventBatch")]
+#[oai(rename = "EventBatch", example)]
 struct EventBatchSchema {
     /// When the client sent the request, by its own clock. Given, it corrects the events'
     /// `occurred_at` for the client's clock drift.
@@ -30,6 +30,16 @@ struct EventBatchSchema {
     /// of lost data.
     #[oai(validator(min_items = 1, max_items = 1000))]
     events: Vec<Event>,
+}
+
+impl Example for EventBatchSchema {
+    fn example() -> Self {
+        let batch = examples::example_batch();
+        Self {
+            sent_at: batch.sent_at,
+            events: batch.events,
+        }
+    }
 }
 
 /// The body of `POST /v1/events`: documented as [`EventBatchSchema`], parsed by
@@ -74,12 +84,25 @@ impl_apirequest_for_payload!(IngestBody);
 
 /// The batch was queued durably.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct BatchAccepted {
     /// Follow the batch at `/v1/batches/{batch_id}`.
     pub batch_id: Uuid,
     /// Events in the batch.
     pub accepted: u32,
 }
+
+impl Example for BatchAccepted {
+    fn example() -> Self {
+        Self {
+            batch_id: EXAMPLE_BATCH_ID,
+            accepted: 7,
+        }
+    }
+}
+
+/// The batch id used in the documentation's examples.
+pub const EXAMPLE_BATCH_ID: Uuid = uuid::uuid!("01937f3b-0a1c-7e2f-8a3b-4c5d6e7f8091");
 
 #[derive(ApiResponse)]
 pub enum IngestResponse {
@@ -90,6 +113,7 @@ pub enum IngestResponse {
 
 /// A stored event: the event as it was sent, and what the service added.
 #[derive(Debug, Object)]
+#[oai(example)]
 pub struct StoredEvent {
     /// The event as it was sent (`occurred_at` as the client stated it, in UTC).
     pub event: Event,
@@ -101,6 +125,20 @@ pub struct StoredEvent {
     pub received_at: OffsetDateTime,
     /// When a worker stored it.
     pub processed_at: OffsetDateTime,
+}
+
+impl Example for StoredEvent {
+    fn example() -> Self {
+        let batch = examples::example_batch();
+        let event = batch.events[2].clone();
+        Self {
+            corrected_occurred_at: batch.clock_skew().correct(event.header().occurred_at),
+            event,
+            batch_id: EXAMPLE_BATCH_ID,
+            received_at: batch.received_at,
+            processed_at: batch.received_at + time::Duration::milliseconds(38),
+        }
+    }
 }
 
 impl From<store::StoredEvent> for StoredEvent {

@@ -6,7 +6,7 @@ use poem::error::ResponseError;
 use poem::http::{header, StatusCode};
 use poem::Response;
 use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
-use poem_openapi::types::{ToJSON, Type};
+use poem_openapi::types::{Example, ToJSON, Type};
 use poem_openapi::{ApiResponse, Object};
 
 use crate::domain::{BatchRejection, FieldError};
@@ -19,6 +19,7 @@ const RETRY_AFTER_SECS: u32 = 2;
 
 /// A problem details object (RFC 9457).
 #[derive(Debug, Clone, PartialEq, Object)]
+#[oai(example)]
 pub struct Problem {
     /// URI reference that identifies the kind of problem.
     #[oai(rename = "type")]
@@ -35,6 +36,17 @@ pub struct Problem {
     /// For 413: the limit that was exceeded (bytes or events).
     #[oai(skip_serializing_if_is_none)]
     pub limit: Option<u64>,
+}
+
+impl Example for Problem {
+    fn example() -> Self {
+        ApiError::InvalidEvents(vec![FieldError {
+            index: Some(3),
+            pointer: "/events/3/currency".to_owned(),
+            reason: "may contain only the letters A to Z (found 'u')".to_owned(),
+        }])
+        .problem()
+    }
 }
 
 /// One invalid value in a request.

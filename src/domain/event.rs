@@ -27,7 +27,7 @@ pub struct EventHeader {
 
 /// The player started a session.
 #[derive(Debug, Clone, PartialEq, Object, Serialize, Deserialize)]
-#[oai(rename = "SessionStartEvent")]
+#[oai(rename = "SessionStartEvent", example)]
 pub struct SessionStart {
     #[oai(flatten)]
     #[serde(flatten)]
@@ -44,7 +44,7 @@ pub struct SessionStart {
 
 /// The player ended a session.
 #[derive(Debug, Clone, PartialEq, Object, Serialize, Deserialize)]
-#[oai(rename = "SessionEndEvent")]
+#[oai(rename = "SessionEndEvent", example)]
 pub struct SessionEnd {
     #[oai(flatten)]
     #[serde(flatten)]
@@ -54,7 +54,7 @@ pub struct SessionEnd {
 
 /// The player started, completed or failed a level.
 #[derive(Debug, Clone, PartialEq, Object, Serialize, Deserialize)]
-#[oai(rename = "ProgressionEvent")]
+#[oai(rename = "ProgressionEvent", example)]
 pub struct Progression {
     #[oai(flatten)]
     #[serde(flatten)]
@@ -71,7 +71,7 @@ pub struct Progression {
 
 /// A real-money purchase.
 #[derive(Debug, Clone, PartialEq, Object, Serialize, Deserialize)]
-#[oai(rename = "PurchaseEvent")]
+#[oai(rename = "PurchaseEvent", example)]
 pub struct Purchase {
     #[oai(flatten)]
     #[serde(flatten)]
@@ -87,7 +87,7 @@ pub struct Purchase {
 
 /// Virtual currency gained (`source`) or spent (`sink`).
 #[derive(Debug, Clone, PartialEq, Object, Serialize, Deserialize)]
-#[oai(rename = "ResourceEvent")]
+#[oai(rename = "ResourceEvent", example)]
 pub struct Resource {
     #[oai(flatten)]
     #[serde(flatten)]
@@ -101,7 +101,7 @@ pub struct Resource {
 
 /// A game-defined event.
 #[derive(Debug, Clone, PartialEq, Object, Serialize, Deserialize)]
-#[oai(rename = "CustomEvent")]
+#[oai(rename = "CustomEvent", example)]
 pub struct Custom {
     #[oai(flatten)]
     #[serde(flatten)]
@@ -117,7 +117,7 @@ pub struct Custom {
 
 /// An error the client ran into.
 #[derive(Debug, Clone, PartialEq, Object, Serialize, Deserialize)]
-#[oai(rename = "ErrorEvent")]
+#[oai(rename = "ErrorEvent", example)]
 pub struct ClientError {
     #[oai(flatten)]
     #[serde(flatten)]

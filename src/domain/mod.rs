@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod event;
+pub mod examples;
 pub mod fields;
 
 pub use batch::{
