@@ -13,6 +13,8 @@ admin_url=${PREPARE_ADMIN_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 db=app_sqlx_prepare
 db_url=${admin_url%/*}/$db
 
+# build.rs and the lookup below read package sources offline: make sure they are here.
+cargo fetch --quiet
 host=$(rustc -vV | sed -n "s/^host: //p")
 sqlxmq_dir=$(cargo metadata --offline --format-version 1 --filter-platform "$host" | python3 -c '
 import json, os, sys

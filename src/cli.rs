@@ -4,6 +4,7 @@ use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
 
 use crate::config::{DatabaseSettings, RetrySettings, ServeSettings, WorkSettings};
+use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -14,6 +15,16 @@ use crate::config::{DatabaseSettings, RetrySettings, ServeSettings, WorkSettings
     propagate_version = true
 )]
 pub struct Cli {
+    /// Log as readable text or as JSON lines.
+    #[arg(
+        long,
+        global = true,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
 }

@@ -74,4 +74,9 @@ pub struct WorkSettings {
     /// a batch still running then is released and retried by another worker.
     #[arg(long, env = "WORKER_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
     pub worker_shutdown_grace_secs: u64,
+
+    /// Serve this worker's Prometheus metrics at http://ADDR/metrics (under `run`, the
+    /// API's /metrics already includes them).
+    #[arg(long, env = "METRICS_BIND", value_name = "ADDR")]
+    pub metrics_bind: Option<SocketAddr>,
 }

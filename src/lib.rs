@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod metrics;
 pub mod queue;
 pub mod startup;
 pub mod store;

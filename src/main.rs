@@ -3,12 +3,12 @@ use clap::Parser;
 
 use app::cli::{Cli, Command, FailedCommand};
 use app::queue::failed::{self, Selection};
-use app::{api, db, startup, telemetry};
+use app::{api, db, metrics, startup, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    telemetry::init();
+    telemetry::init(cli.log_format);
     match cli.command {
         Command::Serve { db, serve } => {
             let pool = startup::prepare_database(&db).await?;
@@ -19,8 +19,17 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Work { db, work } => {
             let pool = startup::prepare_database(&db).await?;
-            let worker = startup::start_worker(pool, &work).await?;
-            worker.run_until(startup::shutdown_signal()).await;
+            let worker = startup::start_worker(pool.clone(), &work).await?;
+            match work.metrics_bind {
+                Some(bind) => {
+                    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+                    let metrics = tokio::spawn(metrics::serve(bind, pool, stopped(stop_rx)));
+                    worker.run_until(startup::shutdown_signal()).await;
+                    let _ = stop_tx.send(true);
+                    metrics.await??;
+                }
+                None => worker.run_until(startup::shutdown_signal()).await,
+            }
         }
         Command::Run { db, serve, work } => {
             let pool = startup::prepare_database(&db).await?;
@@ -30,9 +39,6 @@ async fn main() -> anyhow::Result<()> {
             let worker = startup::start_worker(pool, &work).await?;
             // One signal stops both: the server stops taking requests, the worker claims.
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            };
             let signal = async move {
                 startup::shutdown_signal().await;
                 let _ = stop_tx.send(true);
@@ -96,4 +102,9 @@ async fn main() -> anyhow::Result<()> {
         },
     }
     Ok(())
+}
+
+/// Resolves once `true` is sent on the channel (or its sender is gone).
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }

@@ -43,6 +43,8 @@ pub struct BatchStatus {
     pub last_error: Option<String>,
     pub received_at: OffsetDateTime,
     pub completed_at: Option<OffsetDateTime>,
+    /// The id of the request that queued the batch (its `X-Request-Id`).
+    pub request_id: Option<String>,
 }
 
 impl Example for BatchStatus {
@@ -58,6 +60,7 @@ impl Example for BatchStatus {
             last_error: None,
             received_at,
             completed_at: Some(received_at + time::Duration::milliseconds(38)),
+            request_id: Some("01937f3b-0a1b-7c2d-9e3f-405162738495".to_owned()),
         }
     }
 }
@@ -83,6 +86,7 @@ impl TryFrom<BatchRecord> for BatchStatus {
             last_error: r.last_error,
             received_at: r.received_at,
             completed_at: r.completed_at,
+            request_id: r.request_id,
         })
     }
 }

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::body;
+use super::observe::RequestId;
 use super::problem::{ApiError, IngestProblem, LookupProblem};
 use super::{ApiState, ApiTags};
 use crate::domain::{examples, validate_batch, Event, ValidBatch, MAX_EVENTS_PER_BATCH};
@@ -168,11 +169,15 @@ impl EventsApi {
     async fn ingest(
         &self,
         state: Data<&ApiState>,
+        request_id: Data<&RequestId>,
         body: IngestBody,
     ) -> Result<IngestResponse, IngestProblem> {
         let accepted = body.0.events.len();
         debug_assert!(accepted <= MAX_EVENTS_PER_BATCH);
-        let batch_id = state.queue.enqueue(&body.0).await?;
+        let batch_id = state.queue.enqueue(&body.0, &request_id.0 .0).await?;
+        let metrics = crate::metrics::metrics();
+        metrics.events_accepted.inc_by(accepted as u64);
+        metrics.batches_queued.inc();
         tracing::info!(%batch_id, accepted, "batch queued");
         Ok(IngestResponse::Accepted(
             Json(BatchAccepted {

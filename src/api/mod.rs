@@ -4,6 +4,7 @@ pub mod batches;
 mod body;
 pub mod events;
 pub mod health;
+pub mod observe;
 pub mod problem;
 
 use poem::middleware::{NormalizePath, TrailingSlash};
@@ -55,7 +56,8 @@ pub fn app(state: ApiState) -> impl Endpoint {
         .nest("/", service)
         .nest("/docs", docs)
         .at("/openapi.json", spec)
+        .at("/metrics", crate::metrics::endpoint(state.pool.clone()))
         .with(NormalizePath::new(TrailingSlash::Trim))
         .data(state)
-        .catch_all_error(|error| async move { problem::problem_for_poem_error(error) })
+        .around(observe::observe)
 }

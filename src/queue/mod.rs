@@ -6,6 +6,7 @@
 
 pub mod failed;
 
+use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 use sqlxmq::JobBuilder;
 use uuid::Uuid;
@@ -25,6 +26,13 @@ pub enum QueueError {
     Encode(#[from] serde_json::Error),
 }
 
+/// What a queued job carries: the batch, and the request that queued it (for the logs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobPayload {
+    pub request_id: String,
+    pub batch: ValidBatch,
+}
+
 /// Queues validated batches.
 #[derive(Debug, Clone)]
 pub struct Queue {
@@ -38,12 +46,15 @@ impl Queue {
     }
 
     /// Queues `batch`; when this returns, the batch record and its job are committed.
-    pub async fn enqueue(&self, batch: &ValidBatch) -> Result<Uuid, QueueError> {
+    pub async fn enqueue(&self, batch: &ValidBatch, request_id: &str) -> Result<Uuid, QueueError> {
         // Time-ordered ids keep the batches index append-only.
         let batch_id = Uuid::now_v7();
-        let payload = serde_json::to_string(batch)?;
+        let payload = serde_json::to_string(&JobPayload {
+            request_id: request_id.to_owned(),
+            batch: batch.clone(),
+        })?;
         let mut tx = self.pool.begin().await?;
-        store::insert_queued_batch(&mut tx, batch_id, batch).await?;
+        store::insert_queued_batch(&mut tx, batch_id, batch, request_id).await?;
         JobBuilder::new_with_id(batch_id, INGEST_JOB)
             .set_retries(self.retry.max_attempts - 1)
             .set_retry_backoff(self.retry.base_delay())
@@ -72,8 +83,13 @@ pub async fn take_job(conn: &mut PgConnection, job_id: Uuid) -> Result<bool, sql
 
 /// Records that an attempt at job `job_id` failed. After the last attempt the job is dead
 /// and its batch `failed`; otherwise the batch is `queued` again and the job is retried
-/// once its backoff has passed.
-pub async fn record_failure(pool: &PgPool, job_id: Uuid, error: &str) -> Result<(), sqlx::Error> {
+/// once its backoff has passed. Returns whether the job is dead (`None` if it is gone:
+/// another worker completed it).
+pub async fn record_failure(
+    pool: &PgPool,
+    job_id: Uuid,
+    error: &str,
+) -> Result<Option<bool>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     // Lock order as everywhere: the job, then its batch.
     let remaining = sqlx::query_scalar!(
@@ -84,7 +100,7 @@ pub async fn record_failure(pool: &PgPool, job_id: Uuid, error: &str) -> Result<
     .await?;
     let Some(remaining) = remaining else {
         // Completed meanwhile by a worker that took over.
-        return Ok(());
+        return Ok(None);
     };
     let dead = remaining == 0;
     if dead {
@@ -102,5 +118,33 @@ pub async fn record_failure(pool: &PgPool, job_id: Uuid, error: &str) -> Result<
     )
     .execute(&mut *tx)
     .await?;
-    tx.commit().await
+    tx.commit().await?;
+    Ok(Some(dead))
+}
+
+/// The queue's size, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QueueStats {
+    /// Jobs not yet stored and not dead: waiting, running, or awaiting a retry.
+    pub depth: i64,
+    /// Jobs that used up their attempts.
+    pub dead: i64,
+    /// Age of the oldest job counted in `depth`.
+    pub oldest_age_seconds: Option<f64>,
+}
+
+pub async fn stats(pool: &PgPool) -> Result<QueueStats, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT count(*) FILTER (WHERE attempt_at IS NOT NULL) AS "depth!",
+                  count(*) FILTER (WHERE attempt_at IS NULL) AS "dead!",
+                  extract(epoch FROM now() - min(created_at) FILTER (WHERE attempt_at IS NOT NULL))::float8 AS oldest
+           FROM mq_msgs WHERE id <> uuid_nil()"#
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(QueueStats {
+        depth: row.depth,
+        dead: row.dead,
+        oldest_age_seconds: row.oldest,
+    })
 }

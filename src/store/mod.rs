@@ -17,13 +17,16 @@ pub async fn insert_queued_batch(
     conn: &mut PgConnection,
     batch_id: Uuid,
     batch: &ValidBatch,
+    request_id: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "INSERT INTO batches (batch_id, accepted, sent_at, received_at) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO batches (batch_id, accepted, sent_at, received_at, request_id)
+         VALUES ($1, $2, $3, $4, $5)",
         batch_id,
         batch.events.len() as i32,
         batch.sent_at,
         batch.received_at,
+        request_id,
     )
     .execute(conn)
     .await?;

@@ -28,13 +28,14 @@ pub struct BatchRecord {
     pub last_error: Option<String>,
     pub received_at: OffsetDateTime,
     pub completed_at: Option<OffsetDateTime>,
+    pub request_id: Option<String>,
 }
 
 pub async fn batch(pool: &PgPool, batch_id: Uuid) -> Result<Option<BatchRecord>, sqlx::Error> {
     sqlx::query_as!(
         BatchRecord,
         "SELECT batch_id, status, accepted, inserted, duplicates, attempts, last_error,
-                received_at, completed_at
+                received_at, completed_at, request_id
          FROM batches WHERE batch_id = $1",
         batch_id
     )

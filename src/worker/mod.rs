@@ -10,20 +10,20 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use sqlxmq::{CurrentJob, JobRunnerHandle, JobRunnerOptions};
+use time::OffsetDateTime;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::config::WorkSettings;
 use crate::domain::ValidBatch;
-use crate::queue;
+use crate::metrics::{metrics, JobOutcome as MetricOutcome};
+use crate::queue::{self, JobPayload};
 use crate::store::{self, WriteOutcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkError {
-    #[error("the job has no payload")]
-    MissingPayload,
     #[error("the job payload is not a batch: {0}")]
-    Payload(#[from] serde_json::Error),
+    Payload(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -36,39 +36,76 @@ pub enum JobOutcome {
     AlreadyDone,
 }
 
-/// Processes one claimed batch, start to commit.
+/// Stores one claimed batch, start to commit.
 pub async fn process(
     pool: &PgPool,
     job_id: Uuid,
-    payload: Option<&str>,
+    batch: &ValidBatch,
 ) -> Result<JobOutcome, WorkError> {
-    let batch: ValidBatch = serde_json::from_str(payload.ok_or(WorkError::MissingPayload)?)?;
     let mut tx = pool.begin().await?;
     if !queue::take_job(&mut tx, job_id).await? {
         return Ok(JobOutcome::AlreadyDone);
     }
-    let outcome = store::write_batch(&mut tx, job_id, &batch).await?;
+    let outcome = store::write_batch(&mut tx, job_id, batch).await?;
     tx.commit().await?;
     Ok(JobOutcome::Stored(outcome))
+}
+
+/// The job's batch, or why it cannot be read.
+fn decode(job: &CurrentJob) -> Result<JobPayload, String> {
+    let json = job.raw_json().ok_or("the job has no payload")?;
+    serde_json::from_str(json).map_err(|e| e.to_string())
 }
 
 async fn handle(pool: PgPool, job: CurrentJob) {
     let job_id = job.id();
     let started = Instant::now();
-    match process(&pool, job_id, job.raw_json()).await {
-        Ok(JobOutcome::Stored(outcome)) => tracing::info!(
-            inserted = outcome.inserted,
-            duplicates = outcome.duplicates,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "batch stored"
-        ),
+    let payload = decode(&job);
+    // The request id links the worker's log lines to the API's for the same batch.
+    let request_id = payload.as_ref().map_or("", |p| p.request_id.as_str());
+    let span = tracing::info_span!("batch", batch_id = %job_id, request_id);
+    let result = match &payload {
+        Ok(payload) => {
+            process(&pool, job_id, &payload.batch)
+                .instrument(span.clone())
+                .await
+        }
+        Err(reason) => Err(WorkError::Payload(reason.clone())),
+    };
+    let metrics = metrics();
+    let _entered = span.enter();
+    match result {
+        Ok(JobOutcome::Stored(outcome)) => {
+            metrics.job(MetricOutcome::completed);
+            metrics
+                .processing_seconds
+                .observe(started.elapsed().as_secs_f64());
+            if let Ok(payload) = &payload {
+                let lag = OffsetDateTime::now_utc() - payload.batch.received_at;
+                metrics
+                    .end_to_end_lag_seconds
+                    .observe(lag.as_seconds_f64().max(0.0));
+            }
+            tracing::info!(
+                inserted = outcome.inserted,
+                duplicates = outcome.duplicates,
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                "batch stored"
+            );
+        }
         Ok(JobOutcome::AlreadyDone) => tracing::info!("batch was completed by another worker"),
         Err(error) => {
-            tracing::warn!(%error, "batch attempt failed; it will be retried unless it was the last attempt");
-            if let Err(record_error) =
-                queue::record_failure(&pool, job_id, &error.to_string()).await
-            {
-                tracing::error!(%record_error, "cannot record the failure; the job is retried when its lease runs out");
+            tracing::warn!(%error, "batch attempt failed");
+            match queue::record_failure(&pool, job_id, &error.to_string()).await {
+                Ok(Some(true)) => {
+                    metrics.job(MetricOutcome::failed);
+                    tracing::error!(%error, "batch failed: no attempts left; `app failed retry` requeues it");
+                }
+                Ok(Some(false)) => metrics.job(MetricOutcome::retried),
+                Ok(None) => {}
+                Err(record_error) => {
+                    tracing::error!(%record_error, "cannot record the failure; the job is retried when its lease runs out")
+                }
             }
         }
     }
@@ -87,8 +124,7 @@ impl Worker {
         let concurrency = usize::from(settings.concurrency);
         let dispatch_pool = pool.clone();
         let runner = JobRunnerOptions::new(&pool, move |job: CurrentJob| {
-            let span = tracing::info_span!("batch", batch_id = %job.id());
-            tokio::spawn(handle(dispatch_pool.clone(), job).instrument(span));
+            tokio::spawn(handle(dispatch_pool.clone(), job));
         })
         .set_concurrency(concurrency, concurrency)
         .set_keep_alive(true)

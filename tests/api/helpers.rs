@@ -102,6 +102,7 @@ impl TestApp {
         let settings = WorkSettings {
             concurrency: 4,
             worker_shutdown_grace_secs: 5,
+            metrics_bind: None,
         };
         self.workers.push(
             Worker::start(pool, &settings)

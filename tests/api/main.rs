@@ -4,5 +4,6 @@
 mod helpers;
 
 mod api_errors;
+mod observability;
 mod pipeline;
 mod queue;

@@ -1,0 +1,164 @@
+//! Request ids, JSON logs and metrics, through real `app` processes.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+/// A child `app` process whose stdout lines are collected; killed on drop.
+struct AppProcess {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl AppProcess {
+    fn start(args: &[&str], database_url: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_app"))
+            .args(args)
+            .env("DATABASE_URL", database_url)
+            .env("LOG_FORMAT", "json")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start app");
+        let stdout = child.stdout.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The JSON log lines printed so far.
+    fn json_lines(&self) -> Vec<Value> {
+        let lines = self.lines.lock().unwrap();
+        lines
+            .iter()
+            .map(|l| {
+                serde_json::from_str(l).unwrap_or_else(|_| panic!("a log line is not JSON: {l}"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for AppProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn get_text(url: &str) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_request_id_follows_its_batch_into_the_worker_log_and_both_processes_export_metrics() {
+    // The test's own database, migrated; the processes below are what is tested.
+    let app = TestApp::spawn_with(TestOptions {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let url = &app.db_settings.database_url;
+    let (api_port, worker_port) = (free_port(), free_port());
+    let api = AppProcess::start(&["serve", "--bind", &format!("127.0.0.1:{api_port}")], url);
+    let worker_metrics = format!("127.0.0.1:{worker_port}");
+    let worker = AppProcess::start(&["work", "--metrics-bind", &worker_metrics], url);
+    let base = format!("http://127.0.0.1:{api_port}");
+    wait_for(Duration::from_secs(30), "the API to be ready", || async {
+        let ready = reqwest::get(format!("{base}/readyz")).await.ok()?;
+        ready.status().is_success().then_some(())
+    })
+    .await;
+
+    let request_id = format!("trace-{}", Uuid::now_v7().simple());
+    let response = app
+        .client
+        .post(format!("{base}/v1/events"))
+        .header("x-request-id", &request_id)
+        .json(&json!({ "events": [custom_event(Uuid::now_v7(), "p", Uuid::now_v7())] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    assert_eq!(response.headers()["x-request-id"], request_id.as_str());
+    let batch_id = response.json::<Value>().await.unwrap()["batch_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The worker's "batch stored" line carries the request's id and the batch's.
+    let stored = wait_for(
+        Duration::from_secs(30),
+        "the worker to log the stored batch",
+        || async {
+            worker
+                .json_lines()
+                .into_iter()
+                .find(|l| l["message"] == "batch stored")
+        },
+    )
+    .await;
+    assert_eq!(
+        stored["span"]["request_id"],
+        request_id.as_str(),
+        "{stored}"
+    );
+    assert_eq!(stored["span"]["batch_id"], batch_id.as_str(), "{stored}");
+    // So does the API's access-log line for the request.
+    let access = api
+        .json_lines()
+        .into_iter()
+        .find(|l| l["message"] == "request" && l["span"]["request_id"] == request_id.as_str())
+        .expect("an access-log line with the request id");
+    assert_eq!(access["status"], 202);
+    let (_, batch) = app.get_json(&format!("/v1/batches/{batch_id}")).await;
+    assert_eq!(batch["request_id"], request_id.as_str());
+
+    // A generated id when the client sends none.
+    let response = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert!(Uuid::parse_str(response.headers()["x-request-id"].to_str().unwrap()).is_ok());
+
+    let api_metrics = get_text(&format!("{base}/metrics")).await;
+    for expected in [
+        "game_events_events_accepted_total 1",
+        "game_events_batches_queued_total 1",
+        r#"game_events_http_requests_total{route="/v1/events",method="POST",status="202"} 1"#,
+        "game_events_queue_depth 0",
+        "game_events_queue_oldest_age_seconds",
+    ] {
+        assert!(
+            api_metrics.contains(expected),
+            "API /metrics lacks {expected:?}:\n{api_metrics}"
+        );
+    }
+    let worker_metrics = get_text(&format!("http://{worker_metrics}/metrics")).await;
+    for expected in [
+        r#"game_events_jobs_total{outcome="completed"} 1"#,
+        "game_events_processing_seconds_count 1",
+        "game_events_end_to_end_lag_seconds_count 1",
+    ] {
+        assert!(
+            worker_metrics.contains(expected),
+            "worker /metrics lacks {expected:?}:\n{worker_metrics}"
+        );
+    }
+}
