@@ -59,7 +59,7 @@ impl ApiServer {
             acceptor,
             local_addr,
             state: ApiState {
-                queue: Queue::new(pool.clone(), settings.retry),
+                queue: Queue::start(pool.clone(), settings.retry),
                 pool,
             },
             grace: Duration::from_secs(settings.shutdown_grace_secs),

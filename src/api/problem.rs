@@ -86,7 +86,7 @@ pub enum ApiError {
     #[error("{} invalid field(s) in the request; nothing of it was queued", .0.len())]
     InvalidEvents(Vec<FieldError>),
     #[error("the database is unavailable; retry shortly")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(String),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -125,19 +125,19 @@ impl ApiError {
     }
 
     /// Database errors that mean "not reachable right now" become 503; others are bugs.
-    pub fn from_database(error: sqlx::Error) -> Self {
-        match error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                ApiError::Unavailable(error)
-            }
-            sqlx::Error::Database(ref e)
-                if e.code()
-                    .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) =>
-            {
-                // admin shutdown, cannot connect now, connection failure
-                ApiError::Unavailable(error)
-            }
-            other => ApiError::Internal(Box::new(other)),
+    pub fn from_database(error: &sqlx::Error) -> Self {
+        let unavailable = match error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => true,
+            // Class 08: connection exceptions; 57P: the server is shutting down or starting.
+            sqlx::Error::Database(e) => e
+                .code()
+                .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")),
+            _ => false,
+        };
+        if unavailable {
+            ApiError::Unavailable(error.to_string())
+        } else {
+            ApiError::Internal(error.to_string().into())
         }
     }
 }
@@ -156,7 +156,8 @@ impl From<BatchRejection> for ApiError {
 impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
         match e {
-            QueueError::Database(e) => ApiError::from_database(e),
+            QueueError::Database(e) => ApiError::from_database(&e),
+            QueueError::Closed => ApiError::Unavailable("the service is shutting down".to_owned()),
             other => ApiError::Internal(Box::new(other)),
         }
     }
@@ -165,7 +166,7 @@ impl From<QueueError> for ApiError {
 impl From<ReadError> for ApiError {
     fn from(e: ReadError) -> Self {
         match e {
-            ReadError::Database(e) => ApiError::from_database(e),
+            ReadError::Database(e) => ApiError::from_database(&e),
             other => ApiError::Internal(Box::new(other)),
         }
     }
@@ -173,7 +174,7 @@ impl From<ReadError> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        ApiError::from_database(e)
+        ApiError::from_database(&e)
     }
 }
 

@@ -1,67 +1,99 @@
 //! The durable queue: one sqlxmq job per accepted batch, whose id is the batch's id.
+//! Batches are queued through a group committer (see [`group_commit`]).
 //!
 //! Claiming is our own `mq_poll` (migrations/…_claim_jobs_skip_locked.sql), which sqlxmq's
 //! runner calls. A job's lease is its retry backoff: a job whose worker stops renewing
 //! the lease is claimed again once the lease runs out, and each claim uses one attempt.
 
 pub mod failed;
+mod group_commit;
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
-use sqlxmq::JobBuilder;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::config::RetrySettings;
 use crate::domain::ValidBatch;
-use crate::store;
+use crate::store::QueuedBatch;
+use group_commit::PendingBatch;
 
 /// The sqlxmq job name of a queued batch.
 pub const INGEST_JOB: &str = "ingest_batch";
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(Arc<sqlx::Error>),
     #[error("cannot encode the job payload: {0}")]
-    Encode(#[from] serde_json::Error),
+    Encode(Arc<serde_json::Error>),
+    #[error("the queue is shutting down")]
+    Closed,
 }
 
 /// What a queued job carries: the batch, and the request that queued it (for the logs).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct JobPayload {
     pub request_id: String,
     pub batch: ValidBatch,
 }
 
-/// Queues validated batches.
+/// [`JobPayload`] by reference, for encoding without copying the batch.
+#[derive(Serialize)]
+struct JobPayloadRef<'a> {
+    request_id: &'a str,
+    batch: &'a ValidBatch,
+}
+
+impl JobPayload {
+    pub fn encode(request_id: &str, batch: &ValidBatch) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(&JobPayloadRef { request_id, batch })
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// Queues validated batches, through the group committer.
 #[derive(Debug, Clone)]
 pub struct Queue {
-    pool: PgPool,
-    retry: RetrySettings,
+    committer: mpsc::Sender<PendingBatch>,
 }
 
 impl Queue {
-    pub fn new(pool: PgPool, retry: RetrySettings) -> Self {
-        Self { pool, retry }
+    /// Starts the committer tasks; they stop once every clone of this queue is dropped.
+    pub fn start(pool: PgPool, retry: RetrySettings) -> Self {
+        Self {
+            committer: group_commit::start(pool, retry),
+        }
     }
 
     /// Queues `batch`; when this returns, the batch record and its job are committed.
     pub async fn enqueue(&self, batch: &ValidBatch, request_id: &str) -> Result<Uuid, QueueError> {
         // Time-ordered ids keep the batches index append-only.
         let batch_id = Uuid::now_v7();
-        let payload = serde_json::to_string(&JobPayload {
-            request_id: request_id.to_owned(),
-            batch: batch.clone(),
-        })?;
-        let mut tx = self.pool.begin().await?;
-        store::insert_queued_batch(&mut tx, batch_id, batch, request_id).await?;
-        JobBuilder::new_with_id(batch_id, INGEST_JOB)
-            .set_retries(self.retry.max_attempts - 1)
-            .set_retry_backoff(self.retry.base_delay())
-            .set_raw_json(&payload)
-            .spawn(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        let payload =
+            JobPayload::encode(request_id, batch).map_err(|e| QueueError::Encode(Arc::new(e)))?;
+        let (committed, outcome) = oneshot::channel();
+        let pending = PendingBatch {
+            record: QueuedBatch {
+                batch_id,
+                accepted: batch.events.len() as i32,
+                sent_at: batch.sent_at,
+                received_at: batch.received_at,
+                request_id: request_id.to_owned(),
+            },
+            payload,
+            committed,
+        };
+        self.committer
+            .send(pending)
+            .await
+            .map_err(|_| QueueError::Closed)?;
+        outcome.await.map_err(|_| QueueError::Closed)??;
         Ok(batch_id)
     }
 }

@@ -10,23 +10,32 @@ pub use write::{write_batch, WriteOutcome};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::ValidBatch;
+use time::OffsetDateTime;
 
-/// Records a newly accepted batch as queued (in the caller's transaction, beside its job).
-pub async fn insert_queued_batch(
+/// A newly accepted batch, as recorded when it is queued.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedBatch {
+    pub batch_id: Uuid,
+    pub accepted: i32,
+    pub sent_at: Option<OffsetDateTime>,
+    pub received_at: OffsetDateTime,
+    pub request_id: String,
+}
+
+/// Records newly accepted batches as queued, in one statement (in the caller's
+/// transaction, beside their jobs).
+pub async fn insert_queued_batches(
     conn: &mut PgConnection,
-    batch_id: Uuid,
-    batch: &ValidBatch,
-    request_id: &str,
+    batches: &[QueuedBatch],
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "INSERT INTO batches (batch_id, accepted, sent_at, received_at, request_id)
-         VALUES ($1, $2, $3, $4, $5)",
-        batch_id,
-        batch.events.len() as i32,
-        batch.sent_at,
-        batch.received_at,
-        request_id,
+         SELECT * FROM UNNEST($1::uuid[], $2::int[], $3::timestamptz[], $4::timestamptz[], $5::text[])",
+        &batches.iter().map(|b| b.batch_id).collect::<Vec<_>>(),
+        &batches.iter().map(|b| b.accepted).collect::<Vec<_>>(),
+        &batches.iter().map(|b| b.sent_at).collect::<Vec<_>>() as &[Option<OffsetDateTime>],
+        &batches.iter().map(|b| b.received_at).collect::<Vec<_>>(),
+        &batches.iter().map(|b| b.request_id.as_str()).collect::<Vec<_>>() as &[&str],
     )
     .execute(conn)
     .await?;

@@ -53,8 +53,8 @@ pub async fn process(
 
 /// The job's batch, or why it cannot be read.
 fn decode(job: &CurrentJob) -> Result<JobPayload, String> {
-    let json = job.raw_json().ok_or("the job has no payload")?;
-    serde_json::from_str(json).map_err(|e| e.to_string())
+    let bytes = job.raw_bytes().ok_or("the job has no payload")?;
+    JobPayload::decode(bytes).map_err(|e| e.to_string())
 }
 
 async fn handle(pool: PgPool, job: CurrentJob) {
