@@ -98,19 +98,21 @@ impl Queue {
     }
 }
 
-/// Removes job `job_id` from the queue inside the worker's transaction, so that it is
-/// gone exactly when the batch's writes commit. Taking it first locks it: a claim skips
-/// it from here on. Returns false when the job is gone already, because another worker
-/// (which took over after this one's lease ran out) completed it.
-pub async fn take_job(conn: &mut PgConnection, job_id: Uuid) -> Result<bool, sqlx::Error> {
-    let taken = sqlx::query_scalar!(
-        "WITH job AS (DELETE FROM mq_msgs WHERE id = $1 RETURNING id)
-         DELETE FROM mq_payloads AS p USING job WHERE p.id = job.id RETURNING p.id",
-        job_id
+/// Removes jobs from the queue inside the worker's transaction, so that they are gone
+/// exactly when their batches' writes commit. Taking them first locks them: a claim skips
+/// them from here on. Returns the ids taken: a job that is gone already was completed by
+/// another worker (which took over after this one's lease ran out).
+pub async fn take_jobs(
+    conn: &mut PgConnection,
+    job_ids: &[Uuid],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "WITH jobs AS (DELETE FROM mq_msgs WHERE id = ANY($1) RETURNING id)
+         DELETE FROM mq_payloads AS p USING jobs WHERE p.id = jobs.id RETURNING p.id",
+        job_ids
     )
-    .fetch_optional(conn)
-    .await?;
-    Ok(taken.is_some())
+    .fetch_all(conn)
+    .await
 }
 
 /// Records that an attempt at job `job_id` failed. After the last attempt the job is dead

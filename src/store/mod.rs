@@ -5,7 +5,7 @@ pub mod read;
 pub mod write;
 
 pub use read::{BatchRecord, ReadError, StoredEvent};
-pub use write::{write_batch, WriteOutcome};
+pub use write::{write_batches, BatchToWrite, WriteOutcome};
 
 use sqlx::PgConnection;
 use uuid::Uuid;

@@ -4,7 +4,8 @@
 //! per event. Concurrent batches never deadlock: every transaction touches the tables in
 //! the same order (events, players, sessions, details, batches) and the rows of each
 //! table in key order. Events go first, so that players and sessions are touched only
-//! for events that are new: a batch sent again changes nothing.
+//! for events that are new: a batch sent again changes nothing. A worker stores several
+//! claimed batches at once the same way: one statement per table for the whole group.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -26,110 +27,151 @@ pub struct WriteOutcome {
     pub duplicates: usize,
 }
 
-/// Stores `batch` and marks batch `batch_id` completed, in `tx`.
-pub async fn write_batch(
-    tx: &mut Transaction<'_, Postgres>,
-    batch_id: Uuid,
-    batch: &ValidBatch,
-) -> Result<WriteOutcome, sqlx::Error> {
-    let skew = batch.clock_skew();
-    // Key order for the events statement (see the module comment).
-    let mut events: Vec<&Event> = batch.events.iter().collect();
-    events.sort_unstable_by_key(|e| e.header().event_id);
+/// One batch to store.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchToWrite<'a> {
+    pub batch_id: Uuid,
+    pub batch: &'a ValidBatch,
+}
 
-    let new_ids = insert_events(tx, batch_id, batch.received_at, &events, |t| {
-        skew.correct(t)
-    })
-    .await?;
-    let new_events: Vec<&Event> = events
+/// One event of a group of batches, with the batch it came in and its corrected time.
+#[derive(Clone, Copy)]
+struct GroupEvent<'a> {
+    event: &'a Event,
+    /// Index of its batch in the group.
+    batch: usize,
+    occurred_at: OffsetDateTime,
+}
+
+/// Stores `batches` and marks them completed, in `tx`; the outcomes are in the same order.
+/// However many batches, each table gets one statement.
+pub async fn write_batches(
+    tx: &mut Transaction<'_, Postgres>,
+    batches: &[BatchToWrite<'_>],
+) -> Result<Vec<WriteOutcome>, sqlx::Error> {
+    let mut events: Vec<GroupEvent> =
+        Vec::with_capacity(batches.iter().map(|b| b.batch.events.len()).sum());
+    for (index, b) in batches.iter().enumerate() {
+        let skew = b.batch.clock_skew();
+        events.extend(b.batch.events.iter().map(|event| GroupEvent {
+            event,
+            batch: index,
+            occurred_at: skew.correct(event.header().occurred_at),
+        }));
+    }
+    // Key order for the events statement (see the module comment).
+    events.sort_unstable_by_key(|e| (e.event.header().event_id, e.batch));
+
+    let stored = insert_events(tx, batches, &events).await?;
+    // An event_id sent in two batches of the group is stored by one of them: keep the
+    // copy that was stored, with the batch that stored it.
+    let new_events: Vec<GroupEvent> = events
         .into_iter()
-        .filter(|e| new_ids.contains(&e.header().event_id))
+        .filter(|e| stored.contains(&(e.event.header().event_id, batches[e.batch].batch_id)))
         .collect();
 
     if !new_events.is_empty() {
-        let corrected = |e: &Event| skew.correct(e.header().occurred_at);
-        upsert_players(tx, &new_events, corrected).await?;
-        upsert_sessions(tx, &new_events, corrected).await?;
-        insert_details(tx, &new_events).await?;
+        upsert_players(tx, &new_events).await?;
+        upsert_sessions(tx, &new_events).await?;
+        let new: Vec<&Event> = new_events.iter().map(|e| e.event).collect();
+        insert_details(tx, &new).await?;
     }
 
-    let outcome = WriteOutcome {
-        inserted: new_events.len(),
-        duplicates: batch.events.len() - new_events.len(),
-    };
+    let mut outcomes: Vec<WriteOutcome> = batches
+        .iter()
+        .map(|b| WriteOutcome {
+            inserted: 0,
+            duplicates: b.batch.events.len(),
+        })
+        .collect();
+    for e in &new_events {
+        outcomes[e.batch].inserted += 1;
+        outcomes[e.batch].duplicates -= 1;
+    }
     sqlx::query!(
-        "UPDATE batches
-         SET status = 'completed', inserted = $2, duplicates = $3, completed_at = now()
-         WHERE batch_id = $1",
-        batch_id,
-        outcome.inserted as i32,
-        outcome.duplicates as i32,
+        "UPDATE batches AS b
+         SET status = 'completed', inserted = o.inserted, duplicates = o.duplicates, completed_at = now()
+         FROM UNNEST($1::uuid[], $2::int[], $3::int[]) AS o(batch_id, inserted, duplicates)
+         WHERE b.batch_id = o.batch_id",
+        &batches.iter().map(|b| b.batch_id).collect::<Vec<_>>(),
+        &outcomes.iter().map(|o| o.inserted as i32).collect::<Vec<_>>(),
+        &outcomes.iter().map(|o| o.duplicates as i32).collect::<Vec<_>>(),
     )
     .execute(&mut **tx)
     .await?;
-    Ok(outcome)
+    Ok(outcomes)
 }
 
-/// Inserts the events not stored yet; returns the ids it inserted.
+/// Inserts the events not stored yet; returns the (event_id, batch_id) pairs it inserted.
 async fn insert_events(
     conn: &mut PgConnection,
-    batch_id: Uuid,
-    received_at: OffsetDateTime,
-    events: &[&Event],
-    correct: impl Fn(OffsetDateTime) -> OffsetDateTime,
-) -> Result<HashSet<Uuid>, sqlx::Error> {
+    batches: &[BatchToWrite<'_>],
+    events: &[GroupEvent<'_>],
+) -> Result<HashSet<(Uuid, Uuid)>, sqlx::Error> {
     let n = events.len();
-    let (mut ids, mut types, mut players, mut sessions, mut occurred, mut client_occurred) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
+    let (mut ids, mut types, mut players, mut sessions) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    for event in events {
-        let h = event.header();
+    let (mut occurred, mut client_occurred, mut batch_ids, mut received) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for e in events {
+        let h = e.event.header();
+        let batch = &batches[e.batch];
         ids.push(h.event_id);
-        types.push(event.event_type().as_str());
+        types.push(e.event.event_type().as_str());
         players.push(h.player_id.as_str());
         sessions.push(h.session_id);
-        occurred.push(correct(h.occurred_at));
+        occurred.push(e.occurred_at);
         client_occurred.push(h.occurred_at);
+        batch_ids.push(batch.batch_id);
+        received.push(batch.batch.received_at);
     }
-    let inserted = sqlx::query_scalar!(
+    let inserted = sqlx::query!(
         "INSERT INTO events (event_id, event_type, player_id, session_id, occurred_at,
                              client_occurred_at, batch_id, received_at, processed_at)
          SELECT e.event_id, e.event_type, e.player_id, e.session_id, e.occurred_at,
-                e.client_occurred_at, $7, $8, now()
-         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::timestamptz[], $6::timestamptz[])
-              AS e(event_id, event_type, player_id, session_id, occurred_at, client_occurred_at)
-         ORDER BY e.event_id
+                e.client_occurred_at, e.batch_id, e.received_at, now()
+         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::timestamptz[],
+                     $6::timestamptz[], $7::uuid[], $8::timestamptz[])
+              WITH ORDINALITY
+              AS e(event_id, event_type, player_id, session_id, occurred_at,
+                   client_occurred_at, batch_id, received_at, n)
+         ORDER BY e.n
          ON CONFLICT (event_id) DO NOTHING
-         RETURNING event_id",
+         RETURNING event_id, batch_id",
         &ids,
         &types as &[&str],
         &players as &[&str],
         &sessions,
         &occurred,
         &client_occurred,
-        batch_id,
-        received_at,
+        &batch_ids,
+        &received,
     )
     .fetch_all(conn)
     .await?;
-    Ok(inserted.into_iter().collect())
+    Ok(inserted
+        .into_iter()
+        .map(|r| (r.event_id, r.batch_id))
+        .collect())
 }
 
 async fn upsert_players(
     conn: &mut PgConnection,
-    events: &[&Event],
-    corrected: impl Fn(&Event) -> OffsetDateTime,
+    events: &[GroupEvent<'_>],
 ) -> Result<(), sqlx::Error> {
     // player -> (first seen, last seen); a BTreeMap gives the key order.
     let mut seen: BTreeMap<&str, (OffsetDateTime, OffsetDateTime)> = BTreeMap::new();
-    for event in events {
-        let at = corrected(event);
-        seen.entry(event.header().player_id.as_str())
+    for e in events {
+        let at = e.occurred_at;
+        seen.entry(e.event.header().player_id.as_str())
             .and_modify(|(first, last)| {
                 *first = (*first).min(at);
                 *last = (*last).max(at);
@@ -169,12 +211,11 @@ struct SessionUpdate<'a> {
 
 async fn upsert_sessions(
     conn: &mut PgConnection,
-    events: &[&Event],
-    corrected: impl Fn(&Event) -> OffsetDateTime,
+    events: &[GroupEvent<'_>],
 ) -> Result<(), sqlx::Error> {
     let mut sessions: BTreeMap<Uuid, SessionUpdate> = BTreeMap::new();
-    for &event in events {
-        let at = corrected(event);
+    for e in events {
+        let (event, at) = (e.event, e.occurred_at);
         let h = event.header();
         let s = sessions.entry(h.session_id).or_insert(SessionUpdate {
             player_id: h.player_id.as_str(),

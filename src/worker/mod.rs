@@ -1,24 +1,33 @@
 //! Workers: claim queued batches and write them into the event tables.
 //!
-//! sqlxmq's runner polls (through our `mq_poll`), keeps each running job's lease alive,
-//! and hands us one job at a time. A batch's writes, its batch record and the removal of
-//! its job commit in one transaction: a crash at any moment either loses the whole
-//! attempt (and the job is claimed again when its lease runs out) or none of it.
+//! sqlxmq's runner claims jobs (through our `mq_poll`), renews the lease of each job it
+//! holds, and hands them over one by one. A few processor tasks take the jobs that are
+//! waiting and store each group of batches in one transaction (one statement per table),
+//! together with the removal of their jobs and the completion of their batch records:
+//! a crash at any moment either loses the whole attempt (the jobs are claimed again when
+//! their leases run out) or none of it. If a group fails, its batches are stored one by
+//! one, so that a poison batch fails alone.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use sqlxmq::{CurrentJob, JobRunnerHandle, JobRunnerOptions};
 use time::OffsetDateTime;
-use tracing::Instrument;
+use tokio::sync::{mpsc, Mutex};
+use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::config::WorkSettings;
-use crate::domain::ValidBatch;
 use crate::metrics::{metrics, JobOutcome as MetricOutcome};
 use crate::queue::{self, JobPayload};
-use crate::store::{self, WriteOutcome};
+use crate::store::{self, BatchToWrite, WriteOutcome};
+
+/// Most jobs a processor stores in one transaction.
+const MAX_GROUP_JOBS: usize = 64;
+/// Most events a processor stores in one transaction.
+const MAX_GROUP_EVENTS: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkError {
@@ -28,7 +37,7 @@ pub enum WorkError {
     Database(#[from] sqlx::Error),
 }
 
-/// What one attempt at a job did.
+/// What became of one claimed job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobOutcome {
     Stored(WriteOutcome),
@@ -36,51 +45,106 @@ pub enum JobOutcome {
     AlreadyDone,
 }
 
-/// Stores one claimed batch, start to commit.
-pub async fn process(
-    pool: &PgPool,
-    job_id: Uuid,
-    batch: &ValidBatch,
-) -> Result<JobOutcome, WorkError> {
-    let mut tx = pool.begin().await?;
-    if !queue::take_job(&mut tx, job_id).await? {
-        return Ok(JobOutcome::AlreadyDone);
+/// A claimed job with its decoded payload.
+struct Claimed {
+    job: CurrentJob,
+    payload: Result<JobPayload, String>,
+}
+
+impl Claimed {
+    fn new(job: CurrentJob) -> Self {
+        let payload = match job.raw_bytes() {
+            Some(bytes) => JobPayload::decode(bytes).map_err(|e| e.to_string()),
+            None => Err("the job has no payload".to_owned()),
+        };
+        Self { job, payload }
     }
-    let outcome = store::write_batch(&mut tx, job_id, batch).await?;
+
+    fn events(&self) -> usize {
+        self.payload.as_ref().map_or(0, |p| p.batch.events.len())
+    }
+
+    /// The batch's span: the request id links the worker's log lines to the API's.
+    fn span(&self) -> tracing::Span {
+        let request_id = self.payload.as_ref().map_or("", |p| p.request_id.as_str());
+        tracing::info_span!("batch", batch_id = %self.job.id(), request_id)
+    }
+}
+
+/// Stores claimed batches in one transaction, start to commit.
+async fn store_group(
+    pool: &PgPool,
+    group: &[(Uuid, &JobPayload)],
+) -> Result<Vec<JobOutcome>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let ids: Vec<Uuid> = group.iter().map(|(id, _)| *id).collect();
+    let taken = queue::take_jobs(&mut tx, &ids).await?;
+    let to_write: Vec<BatchToWrite> = group
+        .iter()
+        .filter(|(id, _)| taken.contains(id))
+        .map(|(id, payload)| BatchToWrite {
+            batch_id: *id,
+            batch: &payload.batch,
+        })
+        .collect();
+    let mut written = store::write_batches(&mut tx, &to_write).await?.into_iter();
     tx.commit().await?;
-    Ok(JobOutcome::Stored(outcome))
+    Ok(group
+        .iter()
+        .map(|(id, _)| match taken.contains(id) {
+            true => JobOutcome::Stored(written.next().expect("one outcome per batch written")),
+            false => JobOutcome::AlreadyDone,
+        })
+        .collect())
 }
 
-/// The job's batch, or why it cannot be read.
-fn decode(job: &CurrentJob) -> Result<JobPayload, String> {
-    let bytes = job.raw_bytes().ok_or("the job has no payload")?;
-    JobPayload::decode(bytes).map_err(|e| e.to_string())
-}
-
-async fn handle(pool: PgPool, job: CurrentJob) {
-    let job_id = job.id();
+/// Stores a group of claimed jobs and reports on each.
+async fn process_group(pool: &PgPool, claimed: Vec<Claimed>) {
     let started = Instant::now();
-    let payload = decode(&job);
-    // The request id links the worker's log lines to the API's for the same batch.
-    let request_id = payload.as_ref().map_or("", |p| p.request_id.as_str());
-    let span = tracing::info_span!("batch", batch_id = %job_id, request_id);
-    let result = match &payload {
-        Ok(payload) => {
-            process(&pool, job_id, &payload.batch)
-                .instrument(span.clone())
-                .await
+    let (decoded, undecodable): (Vec<&Claimed>, Vec<&Claimed>) =
+        claimed.iter().partition(|c| c.payload.is_ok());
+    for c in undecodable {
+        let reason = c.payload.as_ref().err().cloned().unwrap_or_default();
+        fail(pool, c, &WorkError::Payload(reason)).await;
+    }
+    let group: Vec<(Uuid, &JobPayload)> = decoded
+        .iter()
+        .filter_map(|c| Some((c.job.id(), c.payload.as_ref().ok()?)))
+        .collect();
+    if group.is_empty() {
+        return;
+    }
+    match store_group(pool, &group).await {
+        Ok(outcomes) => {
+            for (c, outcome) in decoded.iter().zip(outcomes) {
+                succeed(c, outcome, started);
+            }
         }
-        Err(reason) => Err(WorkError::Payload(reason.clone())),
-    };
-    let metrics = metrics();
-    let _entered = span.enter();
-    match result {
-        Ok(JobOutcome::Stored(outcome)) => {
+        Err(error) if group.len() > 1 => {
+            tracing::warn!(%error, batches = group.len(), "storing a group failed; storing its batches one by one");
+            for (c, single) in decoded.iter().zip(&group) {
+                match store_group(pool, std::slice::from_ref(single)).await {
+                    Ok(outcomes) => succeed(c, outcomes[0], started),
+                    Err(error) => fail(pool, c, &WorkError::Database(error)).await,
+                }
+            }
+        }
+        Err(error) => fail(pool, decoded[0], &WorkError::Database(error)).await,
+    }
+    // Dropping the jobs stops their lease renewal.
+    drop(claimed);
+}
+
+fn succeed(claimed: &Claimed, outcome: JobOutcome, started: Instant) {
+    let _span = claimed.span().entered();
+    match outcome {
+        JobOutcome::Stored(outcome) => {
+            let metrics = metrics();
             metrics.job(MetricOutcome::completed);
             metrics
                 .processing_seconds
                 .observe(started.elapsed().as_secs_f64());
-            if let Ok(payload) = &payload {
+            if let Ok(payload) = &claimed.payload {
                 let lag = OffsetDateTime::now_utc() - payload.batch.received_at;
                 metrics
                     .end_to_end_lag_seconds
@@ -93,61 +157,102 @@ async fn handle(pool: PgPool, job: CurrentJob) {
                 "batch stored"
             );
         }
-        Ok(JobOutcome::AlreadyDone) => tracing::info!("batch was completed by another worker"),
-        Err(error) => {
-            tracing::warn!(%error, "batch attempt failed");
-            match queue::record_failure(&pool, job_id, &error.to_string()).await {
-                Ok(Some(true)) => {
-                    metrics.job(MetricOutcome::failed);
-                    tracing::error!(%error, "batch failed: no attempts left; `app failed retry` requeues it");
-                }
-                Ok(Some(false)) => metrics.job(MetricOutcome::retried),
-                Ok(None) => {}
-                Err(record_error) => {
-                    tracing::error!(%record_error, "cannot record the failure; the job is retried when its lease runs out")
-                }
-            }
+        JobOutcome::AlreadyDone => tracing::info!("batch was completed by another worker"),
+    }
+}
+
+async fn fail(pool: &PgPool, claimed: &Claimed, error: &WorkError) {
+    let span = claimed.span();
+    let _entered = span.enter();
+    tracing::warn!(%error, "batch attempt failed");
+    let metrics = metrics();
+    match queue::record_failure(pool, claimed.job.id(), &error.to_string()).await {
+        Ok(Some(true)) => {
+            metrics.job(MetricOutcome::failed);
+            tracing::error!(%error, "batch failed: no attempts left; `app failed retry` requeues it");
+        }
+        Ok(Some(false)) => metrics.job(MetricOutcome::retried),
+        Ok(None) => {}
+        Err(record_error) => {
+            tracing::error!(%record_error, "cannot record the failure; the job is retried when its lease runs out")
         }
     }
-    // Dropping the job stops its lease renewal.
-    drop(job);
+}
+
+type JobQueue = Arc<Mutex<mpsc::UnboundedReceiver<CurrentJob>>>;
+
+/// Waits for one job, then takes the jobs already waiting, up to the group limits.
+async fn next_group(jobs: &JobQueue) -> Option<Vec<Claimed>> {
+    let mut jobs = jobs.lock().await;
+    let first = Claimed::new(jobs.recv().await?);
+    let mut events = first.events();
+    let mut group = vec![first];
+    while group.len() < MAX_GROUP_JOBS && events < MAX_GROUP_EVENTS {
+        match jobs.try_recv() {
+            Ok(job) => {
+                let claimed = Claimed::new(job);
+                events += claimed.events();
+                group.push(claimed);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(group)
+}
+
+async fn processor(pool: PgPool, jobs: JobQueue) {
+    while let Some(group) = next_group(&jobs).await {
+        process_group(&pool, group).await;
+    }
 }
 
 /// A running worker.
 pub struct Worker {
     runner: JobRunnerHandle,
+    processors: JoinSet<()>,
     grace: Duration,
 }
 
 impl Worker {
     pub async fn start(pool: PgPool, settings: &WorkSettings) -> Result<Self, sqlx::Error> {
-        let concurrency = usize::from(settings.concurrency);
-        let dispatch_pool = pool.clone();
+        let processors_count = usize::from(settings.concurrency);
+        let (to_processors, jobs) = mpsc::unbounded_channel::<CurrentJob>();
+        let jobs: JobQueue = Arc::new(Mutex::new(jobs));
+        let mut processors = JoinSet::new();
+        for _ in 0..processors_count {
+            processors.spawn(processor(pool.clone(), jobs.clone()));
+        }
+        // Enough claimed jobs for every processor to fill a group (the runner claims up to
+        // this many and counts a job until it is dropped). A job the processors never get
+        // (we are stopping) is dropped, and claimed again when its lease runs out.
+        let in_flight = processors_count * MAX_GROUP_JOBS;
         let runner = JobRunnerOptions::new(&pool, move |job: CurrentJob| {
-            tokio::spawn(handle(dispatch_pool.clone(), job));
+            let _ = to_processors.send(job);
         })
-        .set_concurrency(concurrency, concurrency)
+        .set_concurrency(in_flight / 2, in_flight)
         .set_keep_alive(true)
         .run()
         .await?;
-        tracing::info!(concurrency, "worker started");
+        tracing::info!(processors = processors_count, "worker started");
         Ok(Self {
             runner,
+            processors,
             grace: Duration::from_secs(settings.worker_shutdown_grace_secs),
         })
     }
 
-    /// Stops claiming, then waits (up to the grace period) for running batches. A batch
-    /// still running after that is abandoned uncommitted; its lease runs out and another
-    /// worker retries it.
+    /// Stops claiming, then waits (up to the grace period) for claimed batches to be
+    /// stored. A batch still unstored after that is abandoned uncommitted; its lease runs
+    /// out and a worker retries it.
     pub async fn shutdown(mut self) {
         self.runner.stop().await;
         let running = self.runner.num_running_jobs();
         if running > 0 {
-            tracing::info!(running, "waiting for running batches");
+            tracing::info!(running, "waiting for claimed batches");
             self.runner.wait_jobs_finish(self.grace).await;
         }
         tracing::info!(abandoned = self.runner.num_running_jobs(), "worker stopped");
+        self.processors.abort_all();
     }
 
     /// Runs until `shutdown` resolves, then shuts down.

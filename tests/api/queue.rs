@@ -316,3 +316,47 @@ async fn a_worker_lost_during_the_final_attempt_leaves_a_failed_batch_not_a_stra
     app.wait_for_status(batch_id, "completed", Duration::from_secs(10))
         .await;
 }
+
+#[tokio::test]
+async fn a_poison_batch_in_a_group_fails_alone() {
+    let retry = RetrySettings {
+        max_attempts: 2,
+        retry_base_delay_ms: 100,
+    };
+    let mut app = TestApp::spawn_with(TestOptions { workers: 0, retry }).await;
+    poison(&app, "poison").await;
+    // Queued while no worker runs, so that the worker claims them together.
+    let mut healthy = Vec::new();
+    for i in 0..20 {
+        let player = if i == 7 { "poison" } else { "fine" };
+        let id = app
+            .ingest(&json!({ "events": [custom_event(Uuid::now_v7(), player, Uuid::now_v7())] }))
+            .await;
+        if i != 7 {
+            healthy.push(id);
+        }
+    }
+    app.start_worker().await;
+    wait_for(
+        Duration::from_secs(20),
+        "the poisoned batch to fail",
+        || async {
+            let failed: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM batches WHERE status = 'failed'")
+                    .fetch_one(&app.pool)
+                    .await
+                    .unwrap();
+            (failed == 1).then_some(())
+        },
+    )
+    .await;
+    for id in healthy {
+        let batch = app.batch(id).await;
+        assert_eq!(batch["status"], "completed");
+        assert_eq!(
+            batch["attempts"], 1,
+            "a healthy batch paid for its poisoned neighbour: {batch}"
+        );
+    }
+    assert_eq!(app.count("events").await, 19);
+}
