@@ -398,33 +398,26 @@ mod tests {
         }
     }
 
+    fn one_of_each_type() -> Vec<Value> {
+        (EventType::ALL.iter().enumerate())
+            .map(|(i, t)| event(t.as_str(), i as u128 + 1))
+            .collect()
+    }
+
     fn pointers(errors: &[FieldError]) -> Vec<&str> {
         errors.iter().map(|e| e.pointer.as_str()).collect()
     }
 
     #[test]
     fn accepts_one_event_of_every_type() {
-        let types = [
-            "session_start",
-            "session_end",
-            "progression",
-            "purchase",
-            "resource",
-            "custom",
-            "error",
-        ];
-        let events: Vec<Value> = types
-            .iter()
-            .enumerate()
-            .map(|(i, t)| event(t, i as u128 + 1))
-            .collect();
-        let batch = validate_batch(&json!({ "events": events }), RECEIVED).unwrap();
+        let batch = validate_batch(&json!({ "events": one_of_each_type() }), RECEIVED).unwrap();
         let got: Vec<&str> = batch
             .events
             .iter()
             .map(|e| e.event_type().as_str())
             .collect();
-        assert_eq!(got, types);
+        let all: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+        assert_eq!(got, all);
         assert_eq!(batch.received_at, RECEIVED);
         assert_eq!(batch.sent_at, None);
     }
@@ -612,21 +605,7 @@ mod tests {
 
     #[test]
     fn a_valid_batch_survives_the_queue_payload_round_trip() {
-        let types = [
-            "session_start",
-            "session_end",
-            "progression",
-            "purchase",
-            "resource",
-            "custom",
-            "error",
-        ];
-        let events: Vec<Value> = types
-            .iter()
-            .enumerate()
-            .map(|(i, t)| event(t, i as u128 + 1))
-            .collect();
-        let body = json!({ "sent_at": "2026-11-25T11:59:30+01:00", "events": events });
+        let body = json!({ "sent_at": "2026-11-25T11:59:30+01:00", "events": one_of_each_type() });
         let batch = validate_batch(&body, RECEIVED).unwrap();
         let decoded: ValidBatch =
             serde_json::from_str(&serde_json::to_string(&batch).unwrap()).unwrap();
