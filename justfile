@@ -38,3 +38,7 @@ sqlx-prepare:
 # The checks CI runs
 ci:
     bash .ci/run
+
+# Generate the Python client from openapi.yaml into sdk/python (git-ignored)
+sdk:
+    e2e/sdk/generate.sh
