@@ -42,3 +42,7 @@ ci:
 # Generate the Python client from openapi.yaml into sdk/python (git-ignored)
 sdk:
     e2e/sdk/generate.sh
+
+# End-to-end tests: the generated Python client and Swagger UI against a real `app run`
+e2e:
+    bash .ci/e2e.sh

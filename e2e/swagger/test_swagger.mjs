@@ -133,7 +133,12 @@ try {
   const responseBody = (await op.locator('.live-responses-table .response-col_description pre').first().innerText().catch(() => '')).trim();
   await op.locator('.live-responses-table').scrollIntoViewIfNeeded();
   await op.screenshot({ path: join(shots, '3-executed.png') });
-  check(code.startsWith('202'), `Execute on POST /v1/events answered ${code}: ${responseBody.slice(0, 2000)}`);
+  check(
+    code.startsWith('202'),
+    `Execute on POST /v1/events answered ${code}: ${responseBody.slice(0, 2000)}\n` +
+      '     (the request example must be a valid batch: an example on EventBatch in openapi.yaml, with distinct event ids' +
+      ' and past timestamps; without one Swagger UI builds it from the schema, repeating one event_id)',
+  );
   const accepted = JSON.parse(responseBody);
   check(accepted.accepted === EVENT_TYPES.length && typeof accepted.batch_id === 'string',
     `202 body: ${responseBody}`);
