@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
 
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> [%3ds] %s\n' "$SECONDS" "$*"; }
 fail() { printf '\nE2E FAILED: %s\n' "$*" >&2; exit 1; }
 
 server="${TEST_DATABASE_SERVER:-postgres://postgres@127.0.0.1:5432}"
@@ -68,8 +68,11 @@ step "npm ci (e2e/swagger: playwright-core, pinned by package-lock.json)"
 
 step "cargo build --locked"
 cargo build --locked
-app="${CARGO_TARGET_DIR:-$root/target}/debug/app"
-[[ -x "$app" ]] || fail "no binary at $app after cargo build"
+built="${CARGO_TARGET_DIR:-$root/target}/debug/app"
+[[ -x "$built" ]] || fail "no binary at $built after cargo build"
+# Run a copy: a build from another checkout sharing CARGO_TARGET_DIR cannot swap it mid-run.
+app="$work/app"
+cp "$built" "$app"
 
 step "PostgreSQL at $server"
 pg_isready -d "$server/postgres" -q || fail "PostgreSQL is not reachable at $server"
@@ -122,8 +125,8 @@ fi
 
 if ((${#failures[@]})); then
   keep_work=1
-  printf '\nE2E FAILED:\n' >&2
+  printf '\nE2E FAILED (%ds):\n' "$SECONDS" >&2
   printf '  - %s\n' "${failures[@]}" >&2
   exit 1
 fi
-printf '\nE2E PASSED: sdk, swagger\n'
+printf '\nE2E PASSED: sdk, swagger (%ds)\n' "$SECONDS"
