@@ -38,3 +38,11 @@ sqlx-prepare:
 # The checks CI runs
 ci:
     bash .ci/run
+
+# Generate the Python client from openapi.yaml into sdk/python (git-ignored)
+sdk:
+    e2e/sdk/generate.sh
+
+# End-to-end tests: the generated Python client and Swagger UI against a real `app run`
+e2e:
+    bash .ci/e2e.sh

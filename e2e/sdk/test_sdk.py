@@ -1,0 +1,296 @@
+"""End-to-end test of the Python client generated from openapi.yaml (e2e/sdk/generate.sh).
+
+Against a running `app` (API and worker), using only the generated types and functions:
+sends one batch holding every event type, follows the batch until it is completed, reads
+every event back and compares it field by field with what was sent. Then checks that a
+resent batch is all duplicates, that an invalid batch gets a typed 422 problem, and that
+an unknown event id gets a typed 404.
+
+    python e2e/sdk/test_sdk.py --base-url http://127.0.0.1:8080
+
+The client package must be importable: the script adds sdk/python (where `just sdk` puts it)
+to sys.path. Exits 0 when every check passes, 1 with a message naming the failed check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import secrets
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import attrs
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, os.environ.get("SDK_DIR", str(ROOT / "sdk" / "python")))
+
+try:
+    from game_events_client import Client
+    from game_events_client.api.batches import get_batch
+    from game_events_client.api.events import get_event, ingest_events
+    from game_events_client.models import (
+        BatchAccepted,
+        BatchState,
+        BatchStatus,
+        CustomEventProperties,
+        EventBatch,
+        EventCustomEvent,
+        EventCustomEventType,
+        EventErrorEvent,
+        EventErrorEventType,
+        EventProgressionEvent,
+        EventProgressionEventType,
+        EventPurchaseEvent,
+        EventPurchaseEventType,
+        EventResourceEvent,
+        EventResourceEventType,
+        EventSessionEndEvent,
+        EventSessionEndEventType,
+        EventSessionStartEvent,
+        EventSessionStartEventType,
+        Platform,
+        Problem,
+        ProgressionStatus,
+        ResourceFlow,
+        Severity,
+        StoredEvent,
+    )
+except ImportError as e:  # the client is missing or lacks a type: say which
+    sys.exit(f"FAIL: the generated client is missing or incomplete ({e}); run `just sdk` first")
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def check(cond: bool, what: str) -> None:
+    if not cond:
+        raise CheckFailed(what)
+
+
+def conforms(obj: object, where: str) -> None:
+    """No field of a parsed response is None. openapi.yaml declares no nullable field, so
+    the generated types have no None in them: an optional field the server leaves out is
+    UNSET. A null on the wire parses to a None that the types do not allow (or does not
+    parse at all, as with a date-time), so it is a mismatch between server and spec."""
+    if attrs.has(type(obj)):
+        for f in attrs.fields(type(obj)):
+            if f.name == "additional_properties":
+                continue  # free-form JSON (custom properties, unknown fields), checked elsewhere
+            value = getattr(obj, f.name)
+            check(value is not None, f"{where}.{f.name} is null, which openapi.yaml does not allow "
+                  "(not nullable: the server should omit it)")
+            conforms(value, f"{where}.{f.name}")
+    elif isinstance(obj, list):
+        for i, item in enumerate(obj):
+            conforms(item, f"{where}[{i}]")
+
+
+def uuid7() -> uuid.UUID:
+    """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then random bits. The README asks
+    clients for v7 event ids; Python's uuid module has uuid7 only from 3.14."""
+    ms = time.time_ns() // 1_000_000
+    value = (ms & ((1 << 48) - 1)) << 80 | secrets.randbits(80)
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # variant 10
+    return uuid.UUID(int=value)
+
+
+def build_batch(now: dt.datetime) -> EventBatch:
+    """One event of every type, every optional field set, timestamps in the recent past and
+    in two time zones (the server stores and returns them in UTC)."""
+    player = f"sdk-e2e-{secrets.token_hex(4)}"
+    session = uuid7()
+    cet = dt.timezone(dt.timedelta(hours=1))
+
+    def at(minutes_ago: int, tz: dt.tzinfo = dt.timezone.utc) -> dt.datetime:
+        return (now - dt.timedelta(minutes=minutes_ago)).astimezone(tz).replace(microsecond=0)
+
+    common = lambda minutes_ago, tz=dt.timezone.utc: dict(  # noqa: E731
+        event_id=uuid7(), player_id=player, session_id=session, occurred_at=at(minutes_ago, tz)
+    )
+    properties = CustomEventProperties.from_dict({"step": 3, "skipped": False, "tags": ["a", "b"], "nested": {"k": 1.5}})
+    events = [
+        EventSessionStartEvent(
+            type_=EventSessionStartEventType.SESSION_START,
+            platform=Platform.IOS,
+            app_version="1.4.2",
+            device="iPhone15,3",
+            country="SE",
+            **common(30),
+        ),
+        EventProgressionEvent(
+            type_=EventProgressionEventType.PROGRESSION,
+            status=ProgressionStatus.COMPLETE,
+            level="world-1:stage-3",
+            score=12500,
+            attempt=3,
+            **common(25, cet),
+        ),
+        EventPurchaseEvent(
+            type_=EventPurchaseEventType.PURCHASE,
+            item_id="gem_pack_small",
+            item_type="bundle",
+            amount_minor=499,
+            currency="EUR",
+            transaction_id="GPA.3372-4150-9012-34567",
+            **common(20, cet),
+        ),
+        EventResourceEvent(
+            type_=EventResourceEventType.RESOURCE,
+            flow=ResourceFlow.SINK,
+            currency="gold",
+            amount=250.5,
+            item_type="booster",
+            item_id="speed_x2",
+            **common(15),
+        ),
+        EventCustomEvent(
+            type_=EventCustomEventType.CUSTOM,
+            name="tutorial:step:completed",
+            value=42.5,
+            properties=properties,
+            **common(10),
+        ),
+        EventErrorEvent(
+            type_=EventErrorEventType.ERROR,
+            severity=Severity.WARNING,
+            message="NullReferenceException in ShopController.Open",
+            **common(5),
+        ),
+        EventSessionEndEvent(
+            type_=EventSessionEndEventType.SESSION_END,
+            duration_seconds=1860,
+            **common(1),
+        ),
+    ]
+    return EventBatch(events=events, sent_at=now.replace(microsecond=0))
+
+
+def normalized(event_dict: dict) -> dict:
+    """An event's JSON with occurred_at as an aware datetime, so that the same instant in
+    another zone (the server answers in UTC) compares equal."""
+    d = dict(event_dict)
+    d["occurred_at"] = dt.datetime.fromisoformat(d["occurred_at"])
+    return d
+
+
+def wait_completed(client: Client, batch_id: uuid.UUID, deadline_s: float) -> BatchStatus:
+    deadline = time.monotonic() + deadline_s
+    last = None
+    while time.monotonic() < deadline:
+        r = get_batch.sync_detailed(batch_id, client=client)
+        check(r.status_code == 200, f"GET /v1/batches/{batch_id}: status {r.status_code}: {r.content!r}")
+        last = r.parsed
+        check(isinstance(last, BatchStatus), f"GET /v1/batches/{batch_id}: not a BatchStatus: {last!r}")
+        conforms(last, f"BatchStatus({last.status})")
+        if last.status == BatchState.COMPLETED:
+            return last
+        check(last.status != BatchState.FAILED, f"batch {batch_id} failed: {last.last_error}")
+        time.sleep(0.2)
+    raise CheckFailed(f"batch {batch_id} not completed within {deadline_s}s (last status: {last and last.status})")
+
+
+def run(base_url: str, deadline_s: float) -> None:
+    client = Client(base_url=base_url, raise_on_unexpected_status=True, timeout=None)
+    now = dt.datetime.now(dt.timezone.utc)
+    batch = build_batch(now)
+    sent_types = sorted(e.type_.value for e in batch.events)
+    check(
+        sent_types == sorted(["session_start", "session_end", "progression", "purchase", "resource", "custom", "error"]),
+        f"the batch should hold every event type once, holds {sent_types}",
+    )
+
+    # Send it.
+    r = ingest_events.sync_detailed(client=client, body=batch)
+    check(r.status_code == 202, f"POST /v1/events: expected 202, got {r.status_code}: {r.content!r}")
+    accepted = r.parsed
+    check(isinstance(accepted, BatchAccepted), f"POST /v1/events: 202 body is not a BatchAccepted: {accepted!r}")
+    conforms(accepted, "BatchAccepted")
+    check(accepted.accepted == len(batch.events), f"accepted {accepted.accepted}, sent {len(batch.events)}")
+    location = r.headers.get("location")
+    check(location == f"/v1/batches/{accepted.batch_id}", f"Location header {location!r} for batch {accepted.batch_id}")
+    print(f"ok   POST /v1/events: 202, batch {accepted.batch_id}, {accepted.accepted} events, Location {location}")
+
+    # Follow the batch until a worker has stored it.
+    t0 = time.monotonic()
+    status = wait_completed(client, accepted.batch_id, deadline_s)
+    check(status.batch_id == accepted.batch_id, "batch status names another batch")
+    check(status.accepted == 7 and status.inserted == 7 and status.duplicates == 0,
+          f"completed batch: accepted {status.accepted}, inserted {status.inserted}, duplicates {status.duplicates}")
+    check(status.attempts >= 1, f"completed batch with attempts {status.attempts}")
+    check(isinstance(status.completed_at, dt.datetime) and status.completed_at >= status.received_at,
+          f"completed_at {status.completed_at!r} vs received_at {status.received_at!r}")
+    check(not status.additional_properties, f"BatchStatus fields missing from the spec: {status.additional_properties}")
+    print(f"ok   GET /v1/batches/{{id}}: completed after {time.monotonic() - t0:.1f}s, "
+          f"inserted {status.inserted}, attempts {status.attempts}")
+
+    # Read every event back, as the generated union type, and compare it with what was sent.
+    for sent in batch.events:
+        r = get_event.sync_detailed(sent.event_id, client=client)
+        check(r.status_code == 200, f"GET /v1/events/{sent.event_id} ({sent.type_}): {r.status_code}: {r.content!r}")
+        stored = r.parsed
+        check(isinstance(stored, StoredEvent), f"GET /v1/events/{sent.event_id}: not a StoredEvent: {stored!r}")
+        conforms(stored, "StoredEvent")
+        got = stored.event
+        check(type(got) is type(sent), f"{sent.type_}: parsed as {type(got).__name__}, sent {type(sent).__name__}")
+        check(got.occurred_at.utcoffset() == dt.timedelta(0), f"{sent.type_}: occurred_at {got.occurred_at} is not UTC")
+        check(not got.additional_properties, f"{sent.type_}: fields missing from the spec: {got.additional_properties}")
+        check(not stored.additional_properties, f"StoredEvent fields missing from the spec: {stored.additional_properties}")
+        want, have = normalized(sent.to_dict()), normalized(got.to_dict())
+        for field in sorted(set(want) | set(have)):
+            check(want.get(field) == have.get(field),
+                  f"{sent.type_}.{field}: sent {want.get(field)!r}, read back {have.get(field)!r}")
+        check(stored.batch_id == accepted.batch_id, f"{sent.type_}: batch_id {stored.batch_id}, sent in {accepted.batch_id}")
+        check(stored.received_at <= stored.processed_at, f"{sent.type_}: received_at after processed_at")
+        # sent_at was "now", so the clock-skew correction shifts by a few seconds at most.
+        skew = abs((stored.corrected_occurred_at - sent.occurred_at).total_seconds())
+        check(skew < 60, f"{sent.type_}: corrected_occurred_at {stored.corrected_occurred_at} is {skew:.0f}s off")
+        print(f"ok   GET /v1/events/{{id}}: {sent.type_:<13} {len(want)} fields match")
+
+    # A resent batch (a client retrying) stores nothing twice.
+    r = ingest_events.sync_detailed(client=client, body=batch)
+    check(r.status_code == 202 and isinstance(r.parsed, BatchAccepted), f"resend: {r.status_code}: {r.content!r}")
+    again = wait_completed(client, r.parsed.batch_id, deadline_s)
+    check(again.inserted == 0 and again.duplicates == 7, f"resend: inserted {again.inserted}, duplicates {again.duplicates}")
+    print("ok   resent batch: 0 inserted, 7 duplicates")
+
+    # Errors come back as the generated Problem type.
+    bad = EventBatch(events=[EventPurchaseEvent(
+        type_=EventPurchaseEventType.PURCHASE, event_id=uuid7(), player_id="bad player", session_id=uuid7(),
+        occurred_at=now, item_id="x", item_type="x", amount_minor=0, currency="eur")])
+    r = ingest_events.sync_detailed(client=client, body=bad)
+    check(r.status_code == 422 and isinstance(r.parsed, Problem), f"invalid batch: {r.status_code}: {r.content!r}")
+    conforms(r.parsed, "Problem")
+    fields = sorted(e.field for e in r.parsed.errors)
+    check(fields == ["/events/0/amount_minor", "/events/0/currency", "/events/0/player_id"], f"422 errors name {fields}")
+    print(f"ok   invalid batch: 422 Problem naming {', '.join(fields)}")
+
+    missing = uuid7()
+    r = get_event.sync_detailed(missing, client=client)
+    check(r.status_code == 404 and isinstance(r.parsed, Problem) and r.parsed.status == 404,
+          f"GET /v1/events/{missing}: {r.status_code}: {r.content!r}")
+    conforms(r.parsed, "Problem")
+    print("ok   unknown event id: 404 Problem")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--base-url", default=os.environ.get("APP_URL", "http://127.0.0.1:8080"))
+    p.add_argument("--deadline", type=float, default=30.0, help="seconds to wait for a batch to complete")
+    args = p.parse_args()
+    try:
+        run(args.base_url, args.deadline)
+    except CheckFailed as e:
+        print(f"FAIL sdk e2e: {e}", file=sys.stderr)
+        return 1
+    print("PASS sdk e2e: the client generated from openapi.yaml sends, follows and reads back every event type")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
