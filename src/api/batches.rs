@@ -26,8 +26,10 @@ pub enum BatchState {
     Failed,
 }
 
+/// Absent fields do not apply yet (`inserted` before completion) or at all (`last_error`
+/// when no attempt failed); they are left out rather than sent as null.
 #[derive(Debug, Object)]
-#[oai(example)]
+#[oai(example, skip_serializing_if_is_none)]
 pub struct BatchStatus {
     pub batch_id: Uuid,
     pub status: BatchState,

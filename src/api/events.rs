@@ -112,11 +112,13 @@ pub enum IngestResponse {
     Accepted(Json<BatchAccepted>, #[oai(header = "Location")] String),
 }
 
-/// A stored event: the event as it was sent, and what the service added.
+/// A stored event: `event` is the event as it was sent (`occurred_at` as the client
+/// stated it, in UTC); the other fields are what the service added.
 #[derive(Debug, Object)]
 #[oai(example)]
 pub struct StoredEvent {
-    /// The event as it was sent (`occurred_at` as the client stated it, in UTC).
+    // No doc comment here: poem-openapi would wrap the `$ref` in an `allOf` to attach it,
+    // which client generators (openapi-python-client) reject.
     pub event: Event,
     /// The batch it came in.
     pub batch_id: Uuid,
