@@ -76,6 +76,8 @@ wait_ready() {
 }
 
 peak_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+# CPU time (user + system) a process has used so far, in seconds.
+cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 
 # scenario NAME BATCH_SIZE CONCURRENCY WORKERS EVENTS
 scenario() {
@@ -96,16 +98,23 @@ scenario() {
   "$app" bench --url "http://127.0.0.1:$port" --database-url "$db_url" \
     --events "$events" --batch-size "$batch" --concurrency "$concurrency" \
     --json "$out/$name.bench.json" | tee "$out/$name.txt"
-  local serve_kib work_kib=()
+  local serve_kib work_kib=() serve_cpu work_cpu=()
   serve_kib=$(peak_kib "$serve_pid")
-  for i in "${work_pids[@]}"; do work_kib+=("$(peak_kib "$i")"); done
+  serve_cpu=$(cpu_secs "$serve_pid")
+  for i in "${work_pids[@]}"; do
+    work_kib+=("$(peak_kib "$i")")
+    work_cpu+=("$(cpu_secs "$i")")
+  done
   stop "${pids[@]}"
   pids=()
   jq --arg name "$name" --argjson workers "$workers" --argjson serve "$serve_kib" \
     --argjson work "[$(IFS=,; echo "${work_kib[*]}")]" \
-    '{scenario: $name, workers: $workers, peak_memory_kib: {serve: $serve, work: $work}} + .' \
+    --argjson serve_cpu "$serve_cpu" --argjson work_cpu "[$(IFS=,; echo "${work_cpu[*]}")]" \
+    '{scenario: $name, workers: $workers, peak_memory_kib: {serve: $serve, work: $work},
+      cpu_seconds: {serve: $serve_cpu, work: $work_cpu}} + .' \
     "$out/$name.bench.json" >"$out/$name.json"
   rm "$out/$name.bench.json"
+  echo "CPU: serve ${serve_cpu} s; work ${work_cpu[*]} s (from start-up to the end of the run)"
   echo "peak memory (VmHWM): serve $((serve_kib / 1024)) MiB; work$(for k in "${work_kib[@]}"; do printf ' %s MiB' $((k / 1024)); done)"
 }
 
