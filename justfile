@@ -35,6 +35,11 @@ db:
 sqlx-prepare:
     ./scripts/sqlx-prepare.sh
 
+# The standard benchmark (issue 4): a scratch database game_events_bench, release
+# builds of serve and work, scenarios a, b, c; see scripts/bench.sh and BENCHMARKS.md
+bench:
+    ./scripts/bench.sh
+
 # The checks CI runs
 ci:
     bash .ci/run

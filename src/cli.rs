@@ -61,6 +61,8 @@ pub enum Command {
     },
     /// Print the OpenAPI document as YAML.
     Openapi,
+    /// Benchmark a running API: send events, wait until they are stored, compare with COPY.
+    Bench(crate::bench::BenchArgs),
     /// Batches that used up their attempts.
     Failed {
         #[command(subcommand)]

@@ -5,6 +5,7 @@
 //! normalized tables ([`store`]).
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod db;

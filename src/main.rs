@@ -59,6 +59,7 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         Command::Openapi => print!("{}", api::openapi().spec_yaml()),
+        Command::Bench(args) => app::bench::run(args).await?,
         Command::Failed { action } => match action {
             FailedCommand::List { db } => {
                 let batches = failed::list(&db::pool(&db)?).await?;
