@@ -8,6 +8,8 @@
 --   batch is marked failed, and `app failed retry` can requeue it. Nothing is stranded.
 -- * The claim marks the claimed jobs' batches 'processing' and counts the attempt, in the
 --   same statement (a job's id is its batch's id).
+-- * Its plan does not depend on the table's statistics (see the SET below), and the
+--   "when is the next job due" answer comes from the first entries of partial indexes.
 --
 -- Invariants: a job with attempts > 0 and attempt_at <= now() is claimable; attempts = 0
 -- with a future attempt_at is on its last attempt; attempts = 0 with attempt_at NULL is dead.
@@ -65,13 +67,16 @@ BEGIN
         -- Nothing ready: tell the runner how long until the next job (or lease) is due.
         -- Never less than 50 ms: a due job we could not see is locked by a worker that is
         -- claiming or completing it, and will be gone in a moment.
+        -- Each min() is the first entry of a partial index. (Across every channel: a
+        -- wake-up too early for a caller's channels costs one empty poll.)
         RETURN QUERY
         SELECT NULL::UUID, NULL::BOOLEAN, NULL::TEXT, NULL::TEXT, NULL::BYTEA, NULL::INTERVAL,
-               GREATEST(min(m.attempt_at) - now(), INTERVAL '50 milliseconds')
-        FROM mq_msgs AS m
-        WHERE m.id <> uuid_nil()
-          AND m.attempt_at IS NOT NULL
-          AND (channel_names IS NULL OR m.channel_name = ANY(channel_names));
+               GREATEST(LEAST(
+                   (SELECT min(m.attempt_at) FROM mq_msgs AS m
+                    WHERE m.attempts > 0 AND m.id <> uuid_nil()),
+                   (SELECT min(m.attempt_at) FROM mq_msgs AS m
+                    WHERE m.attempts = 0 AND m.attempt_at IS NOT NULL)
+               ) - now(), INTERVAL '50 milliseconds');
         RETURN;
     END IF;
 
@@ -91,9 +96,24 @@ BEGIN
     JOIN mq_payloads AS p ON p.id = m.id
     WHERE m.id = ANY(claimed_ids);
 END;
-$$ LANGUAGE plpgsql;
+$$ LANGUAGE plpgsql
+-- The queue churns faster than autovacuum's statistics follow: planned for the few rows
+-- it last counted, a claim would read and sort every due job (8.5 ms at 20,000 queued,
+-- against 0.05 ms through the index). The claim's plan must not depend on that count.
+SET enable_seqscan = off;
+
 
 -- The claim's scan: due jobs in order, without the dead and the sentinel row.
 CREATE INDEX mq_msgs_claimable_idx ON mq_msgs (attempt_at) WHERE attempts > 0 AND id <> uuid_nil();
 -- The expiry check of final attempts; almost always empty.
 CREATE INDEX mq_msgs_final_attempt_idx ON mq_msgs (attempt_at) WHERE attempts = 0 AND attempt_at IS NOT NULL;
+
+-- Every job is inserted, updated at each claim and deleted: keep vacuum and statistics
+-- close behind, whatever the table's size, so it neither bloats nor misleads the planner.
+ALTER TABLE mq_msgs SET (
+    autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 2000,
+    autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 2000
+);
+ALTER TABLE mq_payloads SET (
+    autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 2000
+);
