@@ -54,7 +54,9 @@ impl TestApp {
     pub async fn spawn_with(options: TestOptions) -> Self {
         // Captured per test (shown only when a test fails), at the service's own filter.
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(app::telemetry::DEFAULT_FILTER))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                app::telemetry::DEFAULT_FILTER,
+            ))
             .with_test_writer()
             .try_init();
         let db_name = format!("test_{}", Uuid::new_v4().simple());
