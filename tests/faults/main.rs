@@ -7,3 +7,4 @@ mod helpers;
 
 mod bad_input;
 mod crash;
+mod outage;
