@@ -7,4 +7,5 @@ mod helpers;
 
 mod bad_input;
 mod crash;
+mod hung;
 mod outage;
