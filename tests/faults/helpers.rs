@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use app::config::DatabaseSettings;
 use serde_json::{json, Value};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -121,9 +122,19 @@ impl TestDb {
             max_connections: 4,
             acquire_timeout_ms: 5_000,
         };
-        let pool = app::startup::prepare_database(&settings)
+        app::startup::prepare_database(&settings)
             .await
-            .expect("create and migrate the test database");
+            .expect("create and migrate the test database")
+            .close()
+            .await;
+        // A pool of the test's own, named apart from the service's sessions
+        // (application_name 'game-events'), so tests can tell them apart.
+        let options: PgConnectOptions = url.parse().unwrap();
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.application_name("fault-tests"))
+            .await
+            .expect("connect to the test database");
         Self {
             url,
             pool,

@@ -9,3 +9,4 @@ mod bad_input;
 mod crash;
 mod hung;
 mod outage;
+mod shutdown;
