@@ -35,6 +35,10 @@ db:
 sqlx-prepare:
     ./scripts/sqlx-prepare.sh
 
+# The fault-test soak: SOAK_SECS (default 600) of mixed traffic, a worker killed every SOAK_KILL_EVERY_SECS (60)
+soak:
+    cargo test --release --test faults soak -- --ignored --nocapture
+
 # The checks CI runs
 ci:
     bash .ci/run

@@ -10,3 +10,4 @@ mod crash;
 mod hung;
 mod outage;
 mod shutdown;
+mod soak;
