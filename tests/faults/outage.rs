@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::Connection;
 use tokio::time::Instant;
 
 use crate::helpers::*;
@@ -218,4 +219,77 @@ async fn the_service_rides_out_a_database_outage_and_loses_nothing() {
         ledger.batches.len(),
         ledger.unsure_requests
     );
+}
+
+/// After a long outage, with no new traffic to wake anyone, the worker picks up the
+/// batches that were queued before the outage by itself, promptly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_long_outage_the_worker_resumes_the_queue_without_new_traffic() {
+    const OUTAGE: Duration = Duration::from_secs(20);
+    const RESUME_WITHIN: Duration = Duration::from_secs(10);
+    let cluster = Cluster::init();
+    let db = TestDb::create_on(&cluster.server_url()).await;
+    let server = Server::spawn(
+        "serve",
+        &db.url,
+        &["--retry-base-delay-ms", "300", "--max-attempts", "20"],
+    )
+    .await;
+    let mut worker = spawn_worker(
+        "worker",
+        &db.url,
+        &["--acquire-timeout-ms", "1000", "--concurrency", "4"],
+    )
+    .await;
+    let worker_pid = worker.pid();
+
+    // Three batches in the worker's hands, blocked mid-write, when the database stops.
+    let mut locker = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut lock = locker.begin().await.unwrap();
+    sqlx::query("LOCK TABLE players IN EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let mut ledger = Ledger::default();
+    for _ in 0..3 {
+        let (body, ids) = new_batch(10);
+        ledger.accepted(server.ingest(&body).await, &ids);
+    }
+    wait_for(
+        Duration::from_secs(10),
+        "the worker to block on all three",
+        || async { (crate::crash::waiting_on(&db, "players").await == 3).then_some(()) },
+    )
+    .await;
+    cluster.stop("fast");
+    drop(lock);
+    drop(locker);
+
+    // A long outage: its length, not a condition, is the point.
+    tokio::time::sleep(OUTAGE).await;
+    worker.assert_running();
+    cluster.start();
+    let restarted = Instant::now();
+
+    // Nobody posts anything: the worker must notice by itself.
+    let resumed =
+        tokio::time::timeout(RESUME_WITHIN, db.wait_until_drained(RESUME_WITHIN * 2)).await;
+    let stuck: Vec<(String, i32)> =
+        sqlx::query_as("SELECT status, attempts FROM batches WHERE status <> 'completed'")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert!(
+        resumed.is_ok(),
+        "{} batches still not completed {RESUME_WITHIN:?} after the database came back: {stuck:?}\n{}",
+        stuck.len(),
+        worker.log_tail(15)
+    );
+    eprintln!(
+        "the queue drained {:?} after the restart",
+        restarted.elapsed()
+    );
+    worker.assert_running();
+    assert_eq!(worker.pid(), worker_pid);
+    db.assert_stored_exactly_once(&ledger).await;
 }
