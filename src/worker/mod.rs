@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use sqlxmq::{CurrentJob, JobRunnerHandle, JobRunnerOptions};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -76,9 +78,15 @@ async fn handle(pool: PgPool, job: CurrentJob) {
     drop(job);
 }
 
+/// How often a worker checks that the database is reachable (see [`supervise`]).
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
 /// A running worker.
 pub struct Worker {
-    runner: JobRunnerHandle,
+    stop: watch::Sender<bool>,
+    /// Resolves, once told to stop, to every runner this worker started, all stopped
+    /// claiming, some perhaps still running jobs.
+    supervisor: JoinHandle<Vec<JobRunnerHandle>>,
     grace: Duration,
 }
 
@@ -86,17 +94,19 @@ impl Worker {
     pub async fn start(pool: PgPool, settings: &WorkSettings) -> Result<Self, sqlx::Error> {
         let concurrency = usize::from(settings.concurrency);
         let dispatch_pool = pool.clone();
-        let runner = JobRunnerOptions::new(&pool, move |job: CurrentJob| {
+        let mut options = JobRunnerOptions::new(&pool, move |job: CurrentJob| {
             let span = tracing::info_span!("batch", batch_id = %job.id());
             tokio::spawn(handle(dispatch_pool.clone(), job).instrument(span));
-        })
-        .set_concurrency(concurrency, concurrency)
-        .set_keep_alive(true)
-        .run()
-        .await?;
+        });
+        options
+            .set_concurrency(concurrency, concurrency)
+            .set_keep_alive(true);
+        let runner = options.run().await?;
         tracing::info!(concurrency, "worker started");
+        let (stop, stopped) = watch::channel(false);
         Ok(Self {
-            runner,
+            stop,
+            supervisor: tokio::spawn(supervise(pool, options, runner, stopped)),
             grace: Duration::from_secs(settings.worker_shutdown_grace_secs),
         })
     }
@@ -104,14 +114,22 @@ impl Worker {
     /// Stops claiming, then waits (up to the grace period) for running batches. A batch
     /// still running after that is abandoned uncommitted; its lease runs out and another
     /// worker retries it.
-    pub async fn shutdown(mut self) {
-        self.runner.stop().await;
-        let running = self.runner.num_running_jobs();
-        if running > 0 {
-            tracing::info!(running, "waiting for running batches");
-            self.runner.wait_jobs_finish(self.grace).await;
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let runners = self.supervisor.await.unwrap_or_default();
+        let running = |runners: &[JobRunnerHandle]| -> usize {
+            runners.iter().map(JobRunnerHandle::num_running_jobs).sum()
+        };
+        if running(&runners) > 0 {
+            tracing::info!(running = running(&runners), "waiting for running batches");
+            let deadline = Instant::now() + self.grace;
+            for runner in &runners {
+                runner
+                    .wait_jobs_finish(deadline.saturating_duration_since(Instant::now()))
+                    .await;
+            }
         }
-        tracing::info!(abandoned = self.runner.num_running_jobs(), "worker stopped");
+        tracing::info!(abandoned = running(&runners), "worker stopped");
     }
 
     /// Runs until `shutdown` resolves, then shuts down.
@@ -119,4 +137,56 @@ impl Worker {
         shutdown.await;
         self.shutdown().await;
     }
+}
+
+/// Watches the database and, when it is reachable again after being unreachable, replaces
+/// the job runner with a fresh one. sqlxmq's runner cannot be trusted to come back by
+/// itself: while its polls fail it backs off as `50 ms << failures` without a bound, and
+/// in a debug build its poll loop panics (a shift overflow) after 64 consecutive failures,
+/// which leaves a live process that never claims a job again. Returns, once `stopped`,
+/// every runner it started, stopped claiming.
+async fn supervise(
+    pool: PgPool,
+    options: JobRunnerOptions,
+    mut runner: JobRunnerHandle,
+    mut stopped: watch::Receiver<bool>,
+) -> Vec<JobRunnerHandle> {
+    // Runners replaced while they still ran jobs, kept so that shutdown waits for those.
+    let mut retired: Vec<JobRunnerHandle> = Vec::new();
+    let mut unreachable_since: Option<Instant> = None;
+    loop {
+        let probe = async {
+            tokio::time::sleep(PROBE_EVERY).await;
+            sqlx::query("SELECT 1").execute(&pool).await
+        };
+        let reachable = tokio::select! {
+            _ = stopped.wait_for(|stop| *stop) => break,
+            result = probe => result,
+        };
+        match (reachable, unreachable_since) {
+            (Ok(_), Some(since)) => match options.run().await {
+                Ok(fresh) => {
+                    let mut old = std::mem::replace(&mut runner, fresh);
+                    old.stop().await;
+                    retired.push(old);
+                    unreachable_since = None;
+                    tracing::info!(
+                        unreachable_ms = since.elapsed().as_millis() as u64,
+                        "the database is reachable again; restarted the job runner"
+                    );
+                }
+                Err(error) => tracing::warn!(%error, "cannot restart the job runner yet"),
+            },
+            (Ok(_), None) => {}
+            (Err(error), None) => {
+                tracing::warn!(%error, "the database is unreachable; claiming resumes when it is back");
+                unreachable_since = Some(Instant::now());
+            }
+            (Err(_), Some(_)) => {}
+        }
+        retired.retain(|r| r.num_running_jobs() > 0);
+    }
+    runner.stop().await;
+    retired.push(runner);
+    retired
 }
