@@ -251,7 +251,9 @@ impl TestDb {
             "{unexplained} stored events were never sent"
         );
         // Each batch's own counts agree with the events it stored.
-        let mismatched: Vec<(Uuid, i32, Option<i32>, Option<i32>, i64)> = sqlx::query_as(
+        // (batch_id, accepted, inserted, duplicates, events it stored)
+        type Counted = (Uuid, i32, Option<i32>, Option<i32>, i64);
+        let mismatched: Vec<Counted> = sqlx::query_as(
             "SELECT b.batch_id, b.accepted, b.inserted, b.duplicates,
                     (SELECT count(*) FROM events e WHERE e.batch_id = b.batch_id)
              FROM batches b
