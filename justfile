@@ -40,6 +40,10 @@ sqlx-prepare:
 bench:
     ./scripts/bench.sh
 
+# The fault-test soak: SOAK_SECS (default 600) of mixed traffic, a worker killed every SOAK_KILL_EVERY_SECS (60)
+soak:
+    cargo test --release --test faults soak -- --ignored --nocapture
+
 # The checks CI runs
 ci:
     bash .ci/run

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use sqlx::PgPool;
 use sqlxmq::{CurrentJob, JobRunnerHandle, JobRunnerOptions};
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, Mutex};
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, watch, Mutex};
+use tokio::task::{JoinHandle, JoinSet};
 use uuid::Uuid;
 
 use crate::config::WorkSettings;
@@ -206,9 +206,15 @@ async fn processor(pool: PgPool, jobs: JobQueue) {
     }
 }
 
+/// How often a worker checks that the database is reachable (see [`supervise`]).
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
 /// A running worker.
 pub struct Worker {
-    runner: JobRunnerHandle,
+    stop: watch::Sender<bool>,
+    /// Resolves, once told to stop, to every runner this worker started, all stopped
+    /// claiming, some perhaps still holding jobs.
+    supervisor: JoinHandle<Vec<JobRunnerHandle>>,
     processors: JoinSet<()>,
     grace: Duration,
 }
@@ -226,16 +232,18 @@ impl Worker {
         // this many and counts a job until it is dropped). A job the processors never get
         // (we are stopping) is dropped, and claimed again when its lease runs out.
         let in_flight = processors_count * MAX_GROUP_JOBS;
-        let runner = JobRunnerOptions::new(&pool, move |job: CurrentJob| {
+        let mut options = JobRunnerOptions::new(&pool, move |job: CurrentJob| {
             let _ = to_processors.send(job);
-        })
-        .set_concurrency(in_flight / 2, in_flight)
-        .set_keep_alive(true)
-        .run()
-        .await?;
+        });
+        options
+            .set_concurrency(in_flight / 2, in_flight)
+            .set_keep_alive(true);
+        let runner = options.run().await?;
         tracing::info!(processors = processors_count, "worker started");
+        let (stop, stopped) = watch::channel(false);
         Ok(Self {
-            runner,
+            stop,
+            supervisor: tokio::spawn(supervise(pool, options, runner, stopped)),
             processors,
             grace: Duration::from_secs(settings.worker_shutdown_grace_secs),
         })
@@ -245,13 +253,21 @@ impl Worker {
     /// stored. A batch still unstored after that is abandoned uncommitted; its lease runs
     /// out and a worker retries it.
     pub async fn shutdown(mut self) {
-        self.runner.stop().await;
-        let running = self.runner.num_running_jobs();
-        if running > 0 {
-            tracing::info!(running, "waiting for claimed batches");
-            self.runner.wait_jobs_finish(self.grace).await;
+        let _ = self.stop.send(true);
+        let runners = self.supervisor.await.unwrap_or_default();
+        let running = |runners: &[JobRunnerHandle]| -> usize {
+            runners.iter().map(JobRunnerHandle::num_running_jobs).sum()
+        };
+        if running(&runners) > 0 {
+            tracing::info!(running = running(&runners), "waiting for running batches");
+            let deadline = Instant::now() + self.grace;
+            for runner in &runners {
+                runner
+                    .wait_jobs_finish(deadline.saturating_duration_since(Instant::now()))
+                    .await;
+            }
         }
-        tracing::info!(abandoned = self.runner.num_running_jobs(), "worker stopped");
+        tracing::info!(abandoned = running(&runners), "worker stopped");
         self.processors.abort_all();
     }
 
@@ -260,4 +276,56 @@ impl Worker {
         shutdown.await;
         self.shutdown().await;
     }
+}
+
+/// Watches the database and, when it is reachable again after being unreachable, replaces
+/// the job runner with a fresh one. sqlxmq's runner cannot be trusted to come back by
+/// itself: while its polls fail it backs off as `50 ms << failures` without a bound, and
+/// in a debug build its poll loop panics (a shift overflow) after 64 consecutive failures,
+/// which leaves a live process that never claims a job again. Returns, once `stopped`,
+/// every runner it started, stopped claiming.
+async fn supervise(
+    pool: PgPool,
+    options: JobRunnerOptions,
+    mut runner: JobRunnerHandle,
+    mut stopped: watch::Receiver<bool>,
+) -> Vec<JobRunnerHandle> {
+    // Runners replaced while they still ran jobs, kept so that shutdown waits for those.
+    let mut retired: Vec<JobRunnerHandle> = Vec::new();
+    let mut unreachable_since: Option<Instant> = None;
+    loop {
+        let probe = async {
+            tokio::time::sleep(PROBE_EVERY).await;
+            sqlx::query("SELECT 1").execute(&pool).await
+        };
+        let reachable = tokio::select! {
+            _ = stopped.wait_for(|stop| *stop) => break,
+            result = probe => result,
+        };
+        match (reachable, unreachable_since) {
+            (Ok(_), Some(since)) => match options.run().await {
+                Ok(fresh) => {
+                    let mut old = std::mem::replace(&mut runner, fresh);
+                    old.stop().await;
+                    retired.push(old);
+                    unreachable_since = None;
+                    tracing::info!(
+                        unreachable_ms = since.elapsed().as_millis() as u64,
+                        "the database is reachable again; restarted the job runner"
+                    );
+                }
+                Err(error) => tracing::warn!(%error, "cannot restart the job runner yet"),
+            },
+            (Ok(_), None) => {}
+            (Err(error), None) => {
+                tracing::warn!(%error, "the database is unreachable; claiming resumes when it is back");
+                unreachable_since = Some(Instant::now());
+            }
+            (Err(_), Some(_)) => {}
+        }
+        retired.retain(|r| r.num_running_jobs() > 0);
+    }
+    runner.stop().await;
+    retired.push(runner);
+    retired
 }
