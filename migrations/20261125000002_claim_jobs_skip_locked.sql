@@ -108,6 +108,10 @@ CREATE INDEX mq_msgs_claimable_idx ON mq_msgs (attempt_at) WHERE attempts > 0 AN
 -- The expiry check of final attempts; almost always empty.
 CREATE INDEX mq_msgs_final_attempt_idx ON mq_msgs (attempt_at) WHERE attempts = 0 AND attempt_at IS NOT NULL;
 
+-- sqlxmq's lease renewal looks jobs up by id; like the claim, it must not fall back to
+-- reading the whole table when the statistics are stale (or, with autovacuum off, absent).
+ALTER FUNCTION mq_keep_alive(UUID[], INTERVAL) SET enable_seqscan = off;
+
 -- Every job is inserted, updated at each claim and deleted: keep vacuum and statistics
 -- close behind, whatever the table's size, so it neither bloats nor misleads the planner.
 ALTER TABLE mq_msgs SET (

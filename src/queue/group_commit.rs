@@ -19,7 +19,7 @@ use crate::config::RetrySettings;
 use crate::store::{self, QueuedBatch};
 
 /// Commits in flight at once: while some commit, others gather the next groups.
-pub const COMMITTERS: usize = 4;
+pub const COMMITTERS: usize = 2;
 /// Largest group, in batches and in payload bytes, so one commit stays short.
 const MAX_GROUP_BATCHES: usize = 512;
 const MAX_GROUP_BYTES: usize = 8 * 1024 * 1024;

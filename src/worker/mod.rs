@@ -77,6 +77,13 @@ async fn store_group(
     group: &[(Uuid, &JobPayload)],
 ) -> Result<Vec<JobOutcome>, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    // Every statement below finds its rows by key. Stale statistics (a queue table grows
+    // and shrinks by thousands of rows a second; autovacuum may even be off) must not make
+    // the planner read whole tables instead: measured, that was 152 million rows read for
+    // 30,000 jobs, and a worker that slowed the more it lagged.
+    sqlx::query_scalar!("SELECT set_config('enable_seqscan', 'off', true)")
+        .fetch_one(&mut *tx)
+        .await?;
     let ids: Vec<Uuid> = group.iter().map(|(id, _)| *id).collect();
     let taken = queue::take_jobs(&mut tx, &ids).await?;
     let to_write: Vec<BatchToWrite> = group
@@ -228,8 +235,8 @@ impl Worker {
         for _ in 0..processors_count {
             processors.spawn(processor(pool.clone(), jobs.clone()));
         }
-        // Enough claimed jobs for every processor to fill a group (the runner claims up to
-        // this many and counts a job until it is dropped). A job the processors never get
+        // Jobs in hand: up to a full group per processor, claimed again once half are done
+        // (each claim is a commit: fewer, larger claims). A job the processors never get
         // (we are stopping) is dropped, and claimed again when its lease runs out.
         let in_flight = processors_count * MAX_GROUP_JOBS;
         let mut options = JobRunnerOptions::new(&pool, move |job: CurrentJob| {
