@@ -68,7 +68,7 @@ CREATE TABLE events (
 CREATE INDEX events_player_time_idx ON events (player_id, occurred_at);
 CREATE INDEX events_type_time_idx ON events (event_type, occurred_at);
 CREATE INDEX events_session_idx ON events (session_id);
-CREATE INDEX events_batch_idx ON events (batch_id);
+-- No index on batch_id: nothing reads events by batch, and every index costs each insert.
 
 -- One detail table per event type with fields of its own; each row is one event.
 
