@@ -108,6 +108,15 @@ CREATE INDEX mq_msgs_claimable_idx ON mq_msgs (attempt_at) WHERE attempts > 0 AN
 -- The expiry check of final attempts; almost always empty.
 CREATE INDEX mq_msgs_final_attempt_idx ON mq_msgs (attempt_at) WHERE attempts = 0 AND attempt_at IS NOT NULL;
 
+-- How long the oldest due job has waited for a worker: the API's backpressure signal,
+-- read a few times a second, so it must be the first entry of the claim's index.
+CREATE FUNCTION mq_lag_seconds() RETURNS float8 AS $$
+    SELECT COALESCE(extract(epoch FROM now() - min(attempt_at))::float8, 0)
+    FROM mq_msgs
+    WHERE attempts > 0 AND id <> uuid_nil() AND attempt_at <= now()
+$$ LANGUAGE sql STABLE
+SET enable_seqscan = off;
+
 -- sqlxmq's lease renewal looks jobs up by id; like the claim, it must not fall back to
 -- reading the whole table when the statistics are stale (or, with autovacuum off, absent).
 ALTER FUNCTION mq_keep_alive(UUID[], INTERVAL) SET enable_seqscan = off;

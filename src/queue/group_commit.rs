@@ -14,6 +14,7 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use uuid::Uuid;
 
+use super::backpressure::Backpressure;
 use super::{QueueError, INGEST_JOB};
 use crate::config::RetrySettings;
 use crate::store::{self, QueuedBatch};
@@ -35,8 +36,14 @@ pub struct PendingBatch {
 pub fn start(pool: PgPool, retry: RetrySettings) -> mpsc::Sender<PendingBatch> {
     let (sender, receiver) = mpsc::channel(MAX_GROUP_BATCHES * COMMITTERS);
     let receiver = Arc::new(Mutex::new(receiver));
+    let backpressure = Backpressure::start(pool.clone());
     for _ in 0..COMMITTERS {
-        tokio::spawn(committer(receiver.clone(), pool.clone(), retry));
+        tokio::spawn(committer(
+            receiver.clone(),
+            pool.clone(),
+            retry,
+            backpressure.clone(),
+        ));
     }
     sender
 }
@@ -45,9 +52,19 @@ async fn committer(
     receiver: Arc<Mutex<mpsc::Receiver<PendingBatch>>>,
     pool: PgPool,
     retry: RetrySettings,
+    backpressure: Backpressure,
 ) {
     // Ends when every sender is gone and the channel is drained.
-    while let Some(group) = next_group(&receiver).await {
+    loop {
+        // Workers behind: wait a little before taking the next group, so that fewer,
+        // larger commits acknowledge clients at the rate batches are stored.
+        let pause = backpressure.pause();
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+        let Some(group) = next_group(&receiver).await else {
+            break;
+        };
         let result = commit(&pool, &group, retry)
             .await
             .map_err(|e| QueueError::Database(Arc::new(e)));

@@ -5,6 +5,7 @@
 //! runner calls. A job's lease is its retry backoff: a job whose worker stops renewing
 //! the lease is claimed again once the lease runs out, and each claim uses one attempt.
 
+mod backpressure;
 pub mod failed;
 mod group_commit;
 
@@ -154,6 +155,14 @@ pub async fn record_failure(
     .await?;
     tx.commit().await?;
     Ok(Some(dead))
+}
+
+/// How long the oldest job that is due has waited for a worker (zero when none waits).
+pub async fn lag(pool: &PgPool) -> Result<std::time::Duration, sqlx::Error> {
+    let seconds = sqlx::query_scalar!(r#"SELECT mq_lag_seconds() AS "seconds!""#)
+        .fetch_one(pool)
+        .await?;
+    Ok(std::time::Duration::from_secs_f64(seconds.max(0.0)))
 }
 
 /// The queue's size, for the metrics.

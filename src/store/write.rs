@@ -2,7 +2,7 @@
 //!
 //! Each table gets one multi-row statement (`UNNEST` of column arrays) per batch, never one
 //! per event. Concurrent batches never deadlock: every transaction touches the tables in
-//! the same order (events, players, sessions, details, batches) and the rows of each
+//! the same order (events, details, players, sessions, batches) and the rows of each
 //! table in key order. Events go first, so that players and sessions are touched only
 //! for events that are new: a batch sent again changes nothing. A worker stores several
 //! claimed batches at once the same way: one statement per table for the whole group.
@@ -71,10 +71,12 @@ pub async fn write_batches(
         .collect();
 
     if !new_events.is_empty() {
-        upsert_players(tx, &new_events).await?;
-        upsert_sessions(tx, &new_events).await?;
         let new: Vec<&Event> = new_events.iter().map(|e| e.event).collect();
         insert_details(tx, &new).await?;
+        // Players and sessions last: their rows are the ones concurrent groups share, so
+        // their locks are held for as short a time as possible before the commit.
+        upsert_players(tx, &new_events).await?;
+        upsert_sessions(tx, &new_events).await?;
     }
 
     let mut outcomes: Vec<WriteOutcome> = batches
