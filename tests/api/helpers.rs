@@ -1,23 +1,16 @@
 //! Spawns the service against a fresh database of its own for each test.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+pub use crate::common::*;
 use app::config::{DatabaseSettings, RetrySettings, ServeSettings, WorkSettings};
 use app::startup::{self, ApiServer};
 use app::worker::Worker;
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 use uuid::Uuid;
-
-/// The server that tests create their databases on; trust or password `postgres`.
-pub fn server_url() -> String {
-    std::env::var("TEST_DATABASE_SERVER")
-        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".to_owned())
-}
 
 pub struct TestOptions {
     pub workers: usize,
@@ -200,81 +193,6 @@ impl Drop for TestApp {
         .join();
     }
 }
-
-/// Polls `check` until it returns `Some`, or panics after `within`.
-pub async fn wait_for<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-pub const SESSION: &str = "0192f0c1-7d5e-7a3b-9c1d-2e3f4a5b6c00";
-
-/// One valid event of `event_type`, with every optional field set.
-pub fn full_event(
-    event_type: &str,
-    event_id: Uuid,
-    player_id: &str,
-    session_id: &str,
-    occurred_at: &str,
-) -> Value {
-    let mut event = json!({
-        "type": event_type,
-        "event_id": event_id,
-        "player_id": player_id,
-        "session_id": session_id,
-        "occurred_at": occurred_at,
-    });
-    let own = match event_type {
-        "session_start" => {
-            json!({"platform": "android", "app_version": "2.3.1", "device": "Pixel 8", "country": "SE"})
-        }
-        "session_end" => json!({"duration_seconds": 1860}),
-        "progression" => {
-            json!({"status": "complete", "level": "world-1:stage-3", "score": 12500, "attempt": 2})
-        }
-        "purchase" => {
-            json!({"item_id": "gem_pack", "item_type": "bundle", "amount_minor": 499, "currency": "EUR", "transaction_id": "GPA.1234"})
-        }
-        "resource" => {
-            json!({"flow": "source", "currency": "gold", "amount": 250.5, "item_type": "reward", "item_id": "daily"})
-        }
-        "custom" => {
-            json!({"name": "tutorial:step:done", "value": 3.5, "properties": {"step": 3, "hints": ["a", "b"]}})
-        }
-        "error" => {
-            json!({"severity": "critical", "message": "NullReferenceException\n  at Shop.Open()"})
-        }
-        other => panic!("no event type {other}"),
-    };
-    event
-        .as_object_mut()
-        .unwrap()
-        .extend(own.as_object().unwrap().clone());
-    event
-}
-
-pub const EVENT_TYPES: [&str; 7] = [
-    "session_start",
-    "session_end",
-    "progression",
-    "purchase",
-    "resource",
-    "custom",
-    "error",
-];
 
 /// A small valid event for load.
 pub fn custom_event(event_id: Uuid, player_id: &str, session_id: Uuid) -> Value {

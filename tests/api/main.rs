@@ -1,6 +1,8 @@
 //! Integration tests: the real service against a real PostgreSQL, one fresh database per
 //! test. Needs only PostgreSQL on 127.0.0.1:5432 (override with TEST_DATABASE_SERVER).
 
+#[path = "../common/mod.rs"]
+mod common;
 mod helpers;
 
 mod api_errors;

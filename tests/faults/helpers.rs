@@ -7,7 +7,6 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -20,33 +19,10 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+pub use crate::common::{server_url, wait_for};
+
 /// The binary under test.
 pub const APP: &str = env!("CARGO_BIN_EXE_app");
-
-/// The server that tests create their databases on (trust, or password `postgres`).
-pub fn server_url() -> String {
-    std::env::var("TEST_DATABASE_SERVER")
-        .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".to_owned())
-}
-
-/// Polls `check` every 20 ms until it returns `Some`, or panics after `within`.
-pub async fn wait_for<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {within:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// A port nobody listens on right now. Another process could take it before we bind it;
 /// the callers retry or fail loudly.

@@ -3,6 +3,8 @@
 //! database (and, where it stops the database, a throwaway cluster of its own); see
 //! helpers.rs. `soak` is ignored by default: `just soak`.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod helpers;
 
 mod bad_input;
