@@ -36,9 +36,13 @@ async fn main() -> anyhow::Result<()> {
             let server = startup::ApiServer::bind(pool.clone(), &serve)
                 .await
                 .with_context(|| format!("cannot listen on {}", serve.bind))?;
-            let worker = startup::start_worker(pool, &work).await?;
+            let worker = startup::start_worker(pool.clone(), &work).await?;
             // One signal stops both: the server stops taking requests, the worker claims.
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            // The API's /metrics covers the worker too; --metrics-bind adds a second endpoint.
+            let metrics = work
+                .metrics_bind
+                .map(|bind| tokio::spawn(metrics::serve(bind, pool, stopped(stop_rx.clone()))));
             let signal = async move {
                 startup::shutdown_signal().await;
                 let _ = stop_tx.send(true);
@@ -49,6 +53,9 @@ async fn main() -> anyhow::Result<()> {
                 worker.run_until(stopped(stop_rx)),
             );
             served?;
+            if let Some(metrics) = metrics {
+                metrics.await??;
+            }
         }
         Command::Migrate { db } => {
             db::create_database_if_missing(&db.database_url).await?;
