@@ -66,7 +66,9 @@ pub struct ServeSettings {
 
 #[derive(Debug, Clone, Args)]
 pub struct WorkSettings {
-    /// Batches this worker processes at the same time.
+    /// Processors: transactions this worker runs at once, each storing a group of up to
+    /// 64 claimed batches. Size the total over all workers to the database's cores
+    /// (about 4 on 2 cores); more writers than that contend instead of scaling.
     #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
 
