@@ -100,7 +100,7 @@ async fn commit(
     group: &[PendingBatch],
     retry: RetrySettings,
 ) -> Result<(), sqlx::Error> {
-    let records: Vec<QueuedBatch> = group.iter().map(|p| p.record.clone()).collect();
+    let records: Vec<&QueuedBatch> = group.iter().map(|p| &p.record).collect();
     let ids: Vec<Uuid> = records.iter().map(|r| r.batch_id).collect();
     let mut tx = pool.begin().await?;
     store::insert_queued_batches(&mut tx, &records).await?;

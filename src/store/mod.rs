@@ -26,7 +26,7 @@ pub struct QueuedBatch {
 /// transaction, beside their jobs).
 pub async fn insert_queued_batches(
     conn: &mut PgConnection,
-    batches: &[QueuedBatch],
+    batches: &[&QueuedBatch],
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "INSERT INTO batches (batch_id, accepted, sent_at, received_at, request_id)
