@@ -3,6 +3,7 @@ use clap::Parser;
 
 use app::cli::{Cli, Command, FailedCommand};
 use app::queue::failed::{self, Selection};
+use app::worker::Worker;
 use app::{api, db, metrics, startup, telemetry};
 
 #[tokio::main]
@@ -19,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Work { db, work } => {
             let pool = startup::prepare_database(&db).await?;
-            let worker = startup::start_worker(pool.clone(), &work).await?;
+            let worker = Worker::start(pool.clone(), &work).await?;
             match work.metrics_bind {
                 Some(bind) => {
                     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -36,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
             let server = startup::ApiServer::bind(pool.clone(), &serve)
                 .await
                 .with_context(|| format!("cannot listen on {}", serve.bind))?;
-            let worker = startup::start_worker(pool.clone(), &work).await?;
+            let worker = Worker::start(pool.clone(), &work).await?;
             // One signal stops both: the server stops taking requests, the worker claims.
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             // The API's /metrics covers the worker too; --metrics-bind adds a second endpoint.

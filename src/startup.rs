@@ -1,4 +1,5 @@
-//! Starting and stopping the pieces: the database, the HTTP server, the worker.
+//! Starting and stopping the pieces: the database and the HTTP server (a worker starts with
+//! [`crate::worker::Worker::start`]).
 
 use std::future::Future;
 use std::io;
@@ -11,10 +12,9 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 
 use crate::api::{self, ApiState};
-use crate::config::{DatabaseSettings, ServeSettings, WorkSettings};
+use crate::config::{DatabaseSettings, ServeSettings};
 use crate::db::{self, DbError};
 use crate::queue::Queue;
-use crate::worker::Worker;
 
 /// How long start-up waits for the database to accept connections.
 const DATABASE_WAIT: Duration = Duration::from_secs(60);
@@ -80,10 +80,6 @@ impl ApiServer {
             .run_with_graceful_shutdown(app, shutdown, Some(self.grace))
             .await
     }
-}
-
-pub async fn start_worker(pool: PgPool, settings: &WorkSettings) -> Result<Worker, sqlx::Error> {
-    Worker::start(pool, settings).await
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
