@@ -8,7 +8,7 @@ use app::config::{DatabaseSettings, RetrySettings, ServeSettings, WorkSettings};
 use app::startup::{self, ApiServer};
 use app::worker::Worker;
 use serde_json::{json, Value};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -173,24 +173,8 @@ impl Drop for TestApp {
         if let Some(stop) = self.stop_server.take() {
             let _ = stop.send(());
         }
-        // Workers are dropped with the runtime; drop the database from a thread of its own,
-        // since Drop cannot await.
-        let url = server_url();
-        let db_name = self.db_name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok(mut conn) = PgConnection::connect(&format!("{url}/postgres")).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
+        // Workers are dropped with the runtime.
+        drop_database_blocking(&server_url(), &self.db_name);
     }
 }
 

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -90,3 +91,24 @@ pub const EVENT_TYPES: [&str; 7] = [
     "custom",
     "error",
 ];
+
+/// Drops database `name` on `server`, from a `Drop` (which cannot await): a runtime of its
+/// own, on a thread of its own. Best effort, and bounded: a server that does not answer
+/// within 5 s leaves the database behind rather than hanging the test.
+pub fn drop_database_blocking(server: &str, name: &str) {
+    let admin = format!("{server}/postgres");
+    let statement = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        rt.block_on(async {
+            let connect = PgConnection::connect(&admin);
+            if let Ok(Ok(mut conn)) = tokio::time::timeout(Duration::from_secs(5), connect).await {
+                let _ = sqlx::query(&statement).execute(&mut conn).await;
+            }
+        });
+    })
+    .join();
+}

@@ -15,10 +15,11 @@ use std::time::Duration;
 use app::config::DatabaseSettings;
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::common::drop_database_blocking;
 pub use crate::common::{server_url, wait_for};
 
 /// The binary under test.
@@ -274,26 +275,7 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let admin = format!("{}/postgres", self.server);
-        let name = self.name.clone();
-        // Drop cannot await: use a runtime of its own, on a thread of its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let connect = PgConnection::connect(&admin);
-                if let Ok(Ok(mut conn)) =
-                    tokio::time::timeout(Duration::from_secs(5), connect).await
-                {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            });
-        })
-        .join();
+        drop_database_blocking(&self.server, &self.name);
     }
 }
 
