@@ -6,6 +6,7 @@ mod common;
 mod helpers;
 
 mod api_errors;
+mod database_checks;
 mod observability;
 mod pipeline;
 mod queue;
