@@ -81,4 +81,11 @@ pub struct WorkSettings {
     /// API's /metrics already includes them).
     #[arg(long, env = "METRICS_BIND", value_name = "ADDR")]
     pub metrics_bind: Option<SocketAddr>,
+
+    /// How often the worker vacuums the queue's tables, in milliseconds (0: never, leave
+    /// it to autovacuum). Every job is inserted, updated and deleted within seconds, and
+    /// claims slow down with every dead row left in the queue's indexes; autovacuum
+    /// visits a database at most once a minute by default, and may be off.
+    #[arg(long, env = "QUEUE_VACUUM_INTERVAL_MS", default_value_t = 1_000)]
+    pub queue_vacuum_interval_ms: u64,
 }

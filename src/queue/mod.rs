@@ -157,6 +157,19 @@ pub async fn record_failure(
     Ok(Some(dead))
 }
 
+/// Vacuums the queue's tables. Their rows live for seconds (inserted, updated at each
+/// claim, deleted with the batch's writes), so within seconds most index entries point to
+/// dead rows, and each claim, which walks the claim index from its start, reads past
+/// them. Measured at 3,000 single-event batches a second with autovacuum off: a claim
+/// took 10.6 ms without this and 3.9 ms with it every second. SKIP_LOCKED leaves a table
+/// that another worker is vacuuming to that worker.
+pub async fn vacuum(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql("VACUUM (SKIP_LOCKED) mq_msgs, mq_payloads")
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
 /// How long the oldest job that is due has waited for a worker (zero when none waits).
 pub async fn lag(pool: &PgPool) -> Result<std::time::Duration, sqlx::Error> {
     let seconds = sqlx::query_scalar!(r#"SELECT mq_lag_seconds() AS "seconds!""#)

@@ -248,6 +248,10 @@ impl Worker {
         let runner = options.run().await?;
         tracing::info!(processors = processors_count, "worker started");
         let (stop, stopped) = watch::channel(false);
+        if settings.queue_vacuum_interval_ms > 0 {
+            let every = Duration::from_millis(settings.queue_vacuum_interval_ms);
+            tokio::spawn(vacuum_queue(pool.clone(), every, stopped.clone()));
+        }
         Ok(Self {
             stop,
             supervisor: tokio::spawn(supervise(pool, options, runner, stopped)),
@@ -282,6 +286,20 @@ impl Worker {
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) {
         shutdown.await;
         self.shutdown().await;
+    }
+}
+
+/// Vacuums the queue's tables every `every` until `stopped` (see [`queue::vacuum`]).
+async fn vacuum_queue(pool: PgPool, every: Duration, mut stopped: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stopped.wait_for(|stop| *stop) => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+        // An unreachable database is reported by `supervise`; nothing to add here.
+        if let Err(error) = queue::vacuum(&pool).await {
+            tracing::debug!(%error, "cannot vacuum the queue's tables");
+        }
     }
 }
 

@@ -96,6 +96,7 @@ impl TestApp {
             concurrency: 4,
             worker_shutdown_grace_secs: 5,
             metrics_bind: None,
+            queue_vacuum_interval_ms: 1_000,
         };
         self.workers.push(
             Worker::start(pool, &settings)

@@ -360,3 +360,28 @@ async fn a_poison_batch_in_a_group_fails_alone() {
     }
     assert_eq!(app.count("events").await, 19);
 }
+
+#[tokio::test]
+async fn the_worker_vacuums_the_queue_tables() {
+    let app = TestApp::spawn().await;
+    let body = json!({"events": [custom_event(Uuid::now_v7(), "player-1", Uuid::now_v7())]});
+    let batch_id = app.ingest(&body).await;
+    app.wait_for_status(batch_id, "completed", Duration::from_secs(10))
+        .await;
+    // vacuum_count counts VACUUM commands, not autovacuum's runs.
+    wait_for(
+        Duration::from_secs(10),
+        "the worker to vacuum mq_msgs and mq_payloads",
+        || async {
+            let vacuumed: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_user_tables
+                 WHERE relname IN ('mq_msgs', 'mq_payloads') AND vacuum_count > 0",
+            )
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+            (vacuumed == 2).then_some(())
+        },
+    )
+    .await;
+}
