@@ -62,7 +62,7 @@ pub async fn retry(
     )
     .fetch_all(&mut *tx)
     .await?;
-    // The runners listen on this channel (sqlxmq's mq_insert notifies it too).
+    // sqlxmq's runners wake on this channel (the API notifies it when it queues jobs).
     sqlx::query!("SELECT pg_notify('mq', '')")
         .execute(&mut *tx)
         .await?;

@@ -104,19 +104,29 @@ async fn commit(
     let ids: Vec<Uuid> = records.iter().map(|r| r.batch_id).collect();
     let mut tx = pool.begin().await?;
     store::insert_queued_batches(&mut tx, &records).await?;
-    // sqlxmq's own insert function, with one job per batch. The payload goes in the bytes
-    // column: the JSON column would be parsed into jsonb here and printed back at each claim.
+    // One sqlxmq job per batch, written straight into sqlxmq's tables rather than through
+    // its mq_insert(), which also looks up the channel's latest message (for ordered
+    // jobs, which ours are not) at 0.3 ms a call. The payload goes in the bytes column:
+    // the JSON column would be parsed into jsonb here and printed back at each claim.
+    // sqlxmq's runners wake on the 'mq' notification.
     sqlx::query!(
-        "SELECT mq_insert(array_agg(ROW(
-             j.id, interval '0', $3::int, make_interval(secs => $4), '', '', NULL::interval,
-             false, $5::text, NULL::text, j.payload)::mq_new_t))
-         FROM UNNEST($1::uuid[], $2::bytea[]) AS j(id, payload)",
+        "WITH jobs AS (
+             SELECT * FROM UNNEST($1::uuid[], $2::bytea[]) AS j(id, payload)
+         ), payloads AS (
+             INSERT INTO mq_payloads (id, name, payload_bytes)
+             SELECT id, $5, payload FROM jobs
+         ), messages AS (
+             INSERT INTO mq_msgs (id, attempt_at, attempts, retry_backoff, channel_name,
+                                  channel_args, commit_interval, after_message_id)
+             SELECT id, now(), $3, make_interval(secs => $4), '', '', NULL, NULL FROM jobs
+         )
+         SELECT pg_notify('mq', '')",
         &ids,
         &group
             .iter()
             .map(|p| p.payload.as_slice())
             .collect::<Vec<_>>() as &[&[u8]],
-        retry.max_attempts as i32 - 1,
+        retry.max_attempts as i32,
         retry.base_delay().as_secs_f64(),
         INGEST_JOB,
     )
