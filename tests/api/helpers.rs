@@ -7,7 +7,7 @@ pub use crate::common::*;
 use app::config::{DatabaseSettings, RetrySettings, ServeSettings, WorkSettings};
 use app::startup::{self, ApiServer};
 use app::worker::Worker;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::oneshot;
 use uuid::Uuid;
@@ -177,16 +177,4 @@ impl Drop for TestApp {
         // Workers are dropped with the runtime.
         drop_database_blocking(&server_url(), &self.db_name);
     }
-}
-
-/// A small valid event for load.
-pub fn custom_event(event_id: Uuid, player_id: &str, session_id: Uuid) -> Value {
-    json!({
-        "type": "custom",
-        "event_id": event_id,
-        "player_id": player_id,
-        "session_id": session_id,
-        "occurred_at": "2026-01-01T00:00:00Z",
-        "name": "load",
-    })
 }

@@ -82,6 +82,19 @@ pub fn full_event(
     event
 }
 
+/// A small valid event, with a property so that the jsonb column is written too.
+pub fn custom_event(event_id: Uuid, player_id: &str, session_id: Uuid) -> Value {
+    json!({
+        "type": "custom",
+        "event_id": event_id,
+        "player_id": player_id,
+        "session_id": session_id,
+        "occurred_at": "2026-01-01T00:00:00Z",
+        "name": "test:load",
+        "properties": {"n": 1},
+    })
+}
+
 pub const EVENT_TYPES: [&str; 7] = [
     "session_start",
     "session_end",

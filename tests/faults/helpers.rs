@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::common::drop_database_blocking;
-pub use crate::common::{server_url, wait_for};
+pub use crate::common::{custom_event, server_url, wait_for};
 
 /// The binary under test.
 pub const APP: &str = env!("CARGO_BIN_EXE_app");
@@ -661,19 +661,6 @@ fn postgres_bin_dir() -> PathBuf {
 
 // ---------------------------------------------------------------------------------------
 // Events
-
-/// A small valid event.
-pub fn custom_event(event_id: Uuid, player_id: &str, session_id: Uuid) -> Value {
-    json!({
-        "type": "custom",
-        "event_id": event_id,
-        "player_id": player_id,
-        "session_id": session_id,
-        "occurred_at": "2026-01-01T00:00:00Z",
-        "name": "fault:test",
-        "properties": {"n": 1},
-    })
-}
 
 /// A batch of `n` new custom events over a few players and sessions; returns the body and
 /// its event ids.
