@@ -25,9 +25,15 @@ pub async fn read_limited(
         .map_err(|e| ApiError::BadRequest(e.to_string()))?
         .into_async_read();
     match encoding.as_deref() {
-        None | Some("") | Some("identity") => read_up_to(raw, limit).await,
+        None | Some("") | Some("identity") => {
+            let mut raw = raw;
+            let read = read_up_to(&mut raw, limit).await;
+            drain_if_refused(read, raw).await
+        }
         Some("gzip") | Some("x-gzip") => {
-            read_up_to(GzipDecoder::new(BufReader::new(raw)), limit).await
+            let mut decoder = GzipDecoder::new(BufReader::new(raw));
+            let read = read_up_to(&mut decoder, limit).await;
+            drain_if_refused(read, decoder.into_inner()).await
         }
         Some(other) => Err(ApiError::UnsupportedMediaType(format!(
             "the Content-Encoding {other:?} is not supported: send the body as identity or gzip"
@@ -35,7 +41,27 @@ pub async fn read_limited(
     }
 }
 
-async fn read_up_to(reader: impl AsyncRead + Unpin, limit: usize) -> Result<Vec<u8>, ApiError> {
+/// How much more of a body refused as too large is read (as sent, not inflated) and
+/// thrown away before the 413 goes out. A client still sending its body would otherwise
+/// see the connection reset before it reads the response; past this the server just
+/// closes the connection.
+const DRAIN_LIMIT: u64 = 4 * 1024 * 1024;
+
+async fn drain_if_refused(
+    read: Result<Vec<u8>, ApiError>,
+    rest: impl AsyncRead + Unpin,
+) -> Result<Vec<u8>, ApiError> {
+    if let Err(ApiError::BodyTooLarge { .. }) = &read {
+        // Best effort: the answer is 413 whether or not the rest arrives.
+        let _ = tokio::io::copy(&mut rest.take(DRAIN_LIMIT), &mut tokio::io::sink()).await;
+    }
+    read
+}
+
+async fn read_up_to(
+    reader: &mut (impl AsyncRead + Unpin),
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
     let mut bytes = Vec::new();
     reader
         .take(limit as u64 + 1)
