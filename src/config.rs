@@ -66,9 +66,9 @@ pub struct ServeSettings {
 
 #[derive(Debug, Clone, Args)]
 pub struct WorkSettings {
-    /// Processors: transactions this worker runs at once, each storing a group of up to
-    /// 64 claimed batches. Size the total over all workers to the database's cores
-    /// (about 4 on 2 cores); more writers than that contend instead of scaling.
+    /// Processors: at most this many transactions the worker runs at once, each storing a
+    /// group of up to 64 claimed batches. Beyond the first, a transaction starts only for
+    /// a full group, when batches wait faster than one transaction at a time stores them.
     #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
 

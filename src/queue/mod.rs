@@ -116,6 +116,28 @@ pub async fn take_jobs(
     .await
 }
 
+/// Renews the leases of the jobs a worker holds, in one call for all of them (our
+/// `mq_renew_leases`, migration 6: a job is renewed once less than half its lease is
+/// left, and a locked one is skipped). Returns how many were renewed, and the shortest
+/// lease among the given jobs still queued (`None` if there is none).
+pub async fn renew_leases(
+    pool: &PgPool,
+    job_ids: &[Uuid],
+) -> Result<(i64, Option<std::time::Duration>), sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT renewed AS "renewed!", shortest_lease FROM mq_renew_leases($1)"#,
+        job_ids
+    )
+    .fetch_one(pool)
+    .await?;
+    // Leases are seconds to hours: made of microseconds and days, never months.
+    let shortest = row.shortest_lease.map(|lease| {
+        std::time::Duration::from_micros(lease.microseconds.max(0) as u64)
+            + std::time::Duration::from_secs(lease.days.max(0) as u64 * 86_400)
+    });
+    Ok((row.renewed, shortest))
+}
+
 /// Records that an attempt at job `job_id` failed. After the last attempt the job is dead
 /// and its batch `failed`; otherwise the batch is `queued` again and the job is retried
 /// once its backoff has passed. Returns whether the job is dead (`None` if it is gone:

@@ -9,20 +9,24 @@
 //! one, so that a poison batch fails alone.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use sqlxmq::{CurrentJob, JobRunnerHandle, JobRunnerOptions};
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, watch, Mutex};
+use tokio::sync::{mpsc, watch, Mutex, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 use uuid::Uuid;
+
+mod lease;
 
 use crate::config::WorkSettings;
 use crate::metrics::{metrics, JobOutcome as MetricOutcome};
 use crate::queue::{self, JobPayload};
 use crate::store::{self, BatchToWrite, WriteOutcome};
+use lease::{HeldJob, HeldJobs};
 
 /// Most jobs a processor stores in one transaction.
 const MAX_GROUP_JOBS: usize = 64;
@@ -47,17 +51,21 @@ pub enum JobOutcome {
 
 /// A claimed job with its decoded payload.
 struct Claimed {
-    job: CurrentJob,
+    job: HeldJob,
     payload: Result<JobPayload, String>,
 }
 
 impl Claimed {
-    fn new(job: CurrentJob) -> Self {
-        let payload = match job.raw_bytes() {
+    fn new(job: HeldJob) -> Self {
+        let payload = match job.job.raw_bytes() {
             Some(bytes) => JobPayload::decode(bytes).map_err(|e| e.to_string()),
             None => Err("the job has no payload".to_owned()),
         };
         Self { job, payload }
+    }
+
+    fn id(&self) -> Uuid {
+        self.job.job.id()
     }
 
     fn events(&self) -> usize {
@@ -67,7 +75,7 @@ impl Claimed {
     /// The batch's span: the request id links the worker's log lines to the API's.
     fn span(&self) -> tracing::Span {
         let request_id = self.payload.as_ref().map_or("", |p| p.request_id.as_str());
-        tracing::info_span!("batch", batch_id = %self.job.id(), request_id)
+        tracing::info_span!("batch", batch_id = %self.id(), request_id)
     }
 }
 
@@ -116,7 +124,7 @@ async fn process_group(pool: &PgPool, claimed: Vec<Claimed>) {
     }
     let group: Vec<(Uuid, &JobPayload)> = decoded
         .iter()
-        .filter_map(|c| Some((c.job.id(), c.payload.as_ref().ok()?)))
+        .filter_map(|c| Some((c.id(), c.payload.as_ref().ok()?)))
         .collect();
     if group.is_empty() {
         return;
@@ -172,8 +180,10 @@ async fn fail(pool: &PgPool, claimed: &Claimed, error: &WorkError) {
     let span = claimed.span();
     let _entered = span.enter();
     tracing::warn!(%error, "batch attempt failed");
+    // The retry waits for the lease to run out.
+    claimed.job.stop_renewing();
     let metrics = metrics();
-    match queue::record_failure(pool, claimed.job.id(), &error.to_string()).await {
+    match queue::record_failure(pool, claimed.id(), &error.to_string()).await {
         Ok(Some(true)) => {
             metrics.job(MetricOutcome::failed);
             tracing::error!(%error, "batch failed: no attempts left; `app failed retry` requeues it");
@@ -186,30 +196,79 @@ async fn fail(pool: &PgPool, claimed: &Claimed, error: &WorkError) {
     }
 }
 
-type JobQueue = Arc<Mutex<mpsc::UnboundedReceiver<CurrentJob>>>;
-
-/// Waits for one job, then takes the jobs already waiting, up to the group limits.
-async fn next_group(jobs: &JobQueue) -> Option<Vec<Claimed>> {
-    let mut jobs = jobs.lock().await;
-    let first = Claimed::new(jobs.recv().await?);
-    let mut events = first.events();
-    let mut group = vec![first];
-    while group.len() < MAX_GROUP_JOBS && events < MAX_GROUP_EVENTS {
-        match jobs.try_recv() {
-            Ok(job) => {
-                let claimed = Claimed::new(job);
-                events += claimed.events();
-                group.push(claimed);
-            }
-            Err(_) => break,
-        }
-    }
-    Some(group)
+/// The jobs a worker's runner has handed over, shared by its processors.
+struct Processors {
+    jobs: Mutex<mpsc::UnboundedReceiver<HeldJob>>,
+    /// Processors storing a group right now.
+    storing: AtomicUsize,
+    /// Signalled each time a processor is done storing a group.
+    done: Notify,
 }
 
-async fn processor(pool: PgPool, jobs: JobQueue) {
-    while let Some(group) = next_group(&jobs).await {
+/// A group of claimed jobs being gathered.
+struct Group {
+    jobs: Vec<Claimed>,
+    events: usize,
+}
+
+impl Group {
+    fn push(&mut self, job: HeldJob) {
+        let claimed = Claimed::new(job);
+        self.events += claimed.events();
+        self.jobs.push(claimed);
+    }
+
+    fn is_full(&self) -> bool {
+        self.jobs.len() >= MAX_GROUP_JOBS || self.events >= MAX_GROUP_EVENTS
+    }
+}
+
+impl Processors {
+    /// Waits for one job, then takes the jobs already waiting, up to the group limits.
+    ///
+    /// A group that is not full waits while another processor of this worker is storing,
+    /// for more jobs or for that processor to finish. A worker that keeps up thus runs one
+    /// transaction at a time, in groups that grow with the load, and opens more at once
+    /// only when there is a backlog of full groups. Measured in the benchmark with two
+    /// workers of four processors: taking whatever was waiting, they stored 2,000 batches
+    /// in 375 groups of 5 on average, and two workers were slower than one (38k against
+    /// 48k events/s); waiting, in 36 groups of 56, and as fast as one.
+    async fn next_group(&self) -> Option<Vec<Claimed>> {
+        let mut jobs = self.jobs.lock().await;
+        let mut group = Group {
+            jobs: Vec::new(),
+            events: 0,
+        };
+        group.push(jobs.recv().await?);
+        loop {
+            while !group.is_full() {
+                match jobs.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
+            }
+            if group.is_full() || self.storing.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            tokio::select! {
+                job = jobs.recv() => match job {
+                    Some(job) => group.push(job),
+                    None => break,
+                },
+                // A stale signal only costs one more look at `storing`.
+                _ = self.done.notified() => {}
+            }
+        }
+        self.storing.fetch_add(1, Ordering::SeqCst);
+        Some(group.jobs)
+    }
+}
+
+async fn processor(pool: PgPool, processors: Arc<Processors>) {
+    while let Some(group) = processors.next_group().await {
         process_group(&pool, group).await;
+        processors.storing.fetch_sub(1, Ordering::SeqCst);
+        processors.done.notify_one();
     }
 }
 
@@ -223,28 +282,36 @@ pub struct Worker {
     /// claiming, some perhaps still holding jobs.
     supervisor: JoinHandle<Vec<JobRunnerHandle>>,
     processors: JoinSet<()>,
+    lease_renewal: JoinHandle<()>,
     grace: Duration,
 }
 
 impl Worker {
     pub async fn start(pool: PgPool, settings: &WorkSettings) -> Result<Self, sqlx::Error> {
         let processors_count = usize::from(settings.concurrency);
-        let (to_processors, jobs) = mpsc::unbounded_channel::<CurrentJob>();
-        let jobs: JobQueue = Arc::new(Mutex::new(jobs));
+        let (to_processors, jobs) = mpsc::unbounded_channel::<HeldJob>();
+        let shared = Arc::new(Processors {
+            jobs: Mutex::new(jobs),
+            storing: AtomicUsize::new(0),
+            done: Notify::new(),
+        });
         let mut processors = JoinSet::new();
         for _ in 0..processors_count {
-            processors.spawn(processor(pool.clone(), jobs.clone()));
+            processors.spawn(processor(pool.clone(), shared.clone()));
         }
         // Jobs in hand: up to a full group per processor, claimed again once half are done
         // (each claim is a commit: fewer, larger claims). A job the processors never get
         // (we are stopping) is dropped, and claimed again when its lease runs out.
         let in_flight = processors_count * MAX_GROUP_JOBS;
+        let held = Arc::new(HeldJobs::default());
+        let lease_renewal = tokio::spawn(lease::renew(pool.clone(), held.clone()));
         let mut options = JobRunnerOptions::new(&pool, move |job: CurrentJob| {
-            let _ = to_processors.send(job);
+            let _ = to_processors.send(held.hold(job));
         });
+        // Leases are renewed by `lease_renewal`, for all held jobs at once.
         options
             .set_concurrency(in_flight / 2, in_flight)
-            .set_keep_alive(true);
+            .set_keep_alive(false);
         let runner = options.run().await?;
         tracing::info!(processors = processors_count, "worker started");
         let (stop, stopped) = watch::channel(false);
@@ -256,6 +323,7 @@ impl Worker {
             stop,
             supervisor: tokio::spawn(supervise(pool, options, runner, stopped)),
             processors,
+            lease_renewal,
             grace: Duration::from_secs(settings.worker_shutdown_grace_secs),
         })
     }
@@ -280,6 +348,7 @@ impl Worker {
         }
         tracing::info!(abandoned = running(&runners), "worker stopped");
         self.processors.abort_all();
+        self.lease_renewal.abort();
     }
 
     /// Runs until `shutdown` resolves, then shuts down.

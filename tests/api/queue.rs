@@ -385,3 +385,96 @@ async fn the_worker_vacuums_the_queue_tables() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_claim_that_took_every_due_job_tells_the_runner_to_wait_for_the_next() {
+    let app = TestApp::spawn_with(TestOptions {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    for _ in 0..3 {
+        app.ingest(&json!({ "events": [custom_event(Uuid::now_v7(), "p", Uuid::now_v7())] }))
+            .await;
+    }
+    let mut conn = PgConnection::connect(&app.db_settings.database_url)
+        .await
+        .unwrap();
+    // (job, seconds until the runner should poll again)
+    let poll = |batch_size: i32| {
+        sqlx::query_as::<_, (Option<Uuid>, f64)>(
+            "SELECT id, extract(epoch FROM wait_time)::float8 FROM mq_poll(NULL, $1)",
+        )
+        .bind(batch_size)
+    };
+
+    // Two of three due jobs: there may be more, so poll again at once.
+    let full = poll(2).fetch_all(&mut conn).await.unwrap();
+    assert_eq!(full.len(), 2);
+    assert!(
+        full.iter().all(|&(id, wait)| id.is_some() && wait == 0.0),
+        "{full:?}"
+    );
+
+    // The last one, of up to ten: nothing else is due until a lease runs out (1 s).
+    let partial = poll(10).fetch_all(&mut conn).await.unwrap();
+    assert_eq!(partial.len(), 1);
+    let (id, wait) = partial[0];
+    assert!(id.is_some());
+    assert!((0.5..=1.0).contains(&wait), "wait {wait} s");
+}
+
+#[tokio::test]
+async fn leases_are_renewed_in_one_call_once_half_has_run_out_and_locked_jobs_are_skipped() {
+    let retry = RetrySettings {
+        max_attempts: 3,
+        retry_base_delay_ms: 400,
+    };
+    let app = TestApp::spawn_with(TestOptions { workers: 0, retry }).await;
+    for _ in 0..3 {
+        app.ingest(&json!({ "events": [custom_event(Uuid::now_v7(), "p", Uuid::now_v7())] }))
+            .await;
+    }
+    let mut conn = PgConnection::connect(&app.db_settings.database_url)
+        .await
+        .unwrap();
+    let held = claim(&mut conn).await;
+    assert_eq!(held.len(), 3);
+    let renew = || {
+        sqlx::query_as::<_, (i64, f64)>(
+            "SELECT renewed, extract(epoch FROM shortest_lease)::float8 FROM mq_renew_leases($1)",
+        )
+        .bind(&held)
+    };
+    let lease_left = |id: Uuid| {
+        sqlx::query_scalar::<_, f64>(
+            "SELECT extract(epoch FROM attempt_at - now())::float8 FROM mq_msgs WHERE id = $1",
+        )
+        .bind(id)
+    };
+
+    // Fresh leases (400 ms) are left alone.
+    assert_eq!(renew().fetch_one(&mut conn).await.unwrap(), (0, 0.4));
+
+    // Once more than half a lease has passed, all are renewed by one call, except the
+    // one whose row another transaction holds (as while its worker stores it).
+    let mut holder = PgConnection::connect(&app.db_settings.database_url)
+        .await
+        .unwrap();
+    let mut tx = holder.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM mq_msgs WHERE id = $1 FOR UPDATE")
+        .bind(held[0])
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let (renewed, _) = renew().fetch_one(&mut conn).await.unwrap();
+    assert_eq!(renewed, 2);
+    for &id in &held[1..] {
+        let left = lease_left(id).fetch_one(&mut conn).await.unwrap();
+        assert!(left > 0.3, "renewed to a whole lease, {left} s left");
+    }
+    let left = lease_left(held[0]).fetch_one(&mut conn).await.unwrap();
+    assert!(left < 0.2, "the locked job keeps its lease, {left} s left");
+    tx.rollback().await.unwrap();
+}

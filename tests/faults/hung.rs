@@ -4,7 +4,7 @@
 //! Two places to hang, two mechanisms:
 //! * before the worker takes the job (the test holds `mq_payloads`, which taking the job
 //!   deletes from): nothing locks the job row then, so only the lease stops a second
-//!   worker, and the runner must keep renewing it (sqlxmq's keep_job_alive);
+//!   worker, and the worker must keep renewing it (src/worker/lease.rs);
 //! * while writing the events (the test holds `players`): the worker has taken the job
 //!   in its open transaction, so its row is locked and claims skip it.
 
