@@ -5,7 +5,9 @@ pub mod read;
 pub mod write;
 
 pub use read::{BatchRecord, ReadError, StoredEvent};
-pub use write::{write_batches, BatchToWrite, WriteOutcome};
+pub use write::{
+    may_trust_own_references, trust_own_references, write_batches, BatchToWrite, WriteOutcome,
+};
 
 use sqlx::PgConnection;
 use uuid::Uuid;

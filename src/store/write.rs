@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use sqlx::{PgConnection, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -41,6 +41,37 @@ struct GroupEvent<'a> {
     /// Index of its batch in the group.
     batch: usize,
     occurred_at: OffsetDateTime,
+}
+
+/// Whether this database role may have a transaction skip the per-row foreign-key checks
+/// (set `session_replication_role`: a superuser, or on PostgreSQL 15 and later a role
+/// granted `SET ON PARAMETER session_replication_role`). See [`trust_own_references`].
+pub async fn may_trust_own_references(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let allowed = sqlx::query("SET LOCAL session_replication_role = replica")
+        .execute(&mut *tx)
+        .await
+        .is_ok();
+    tx.rollback().await?;
+    Ok(allowed)
+}
+
+/// Has the rest of `tx` skip PostgreSQL's per-row foreign-key checks, as logical
+/// replication's apply does (`session_replication_role = replica`; CHECK and NOT NULL
+/// constraints and unique indexes still apply). [`write_batches`] satisfies every foreign
+/// key by construction, in the same transaction: it upserts the player and session of
+/// every event it inserts, inserts a detail row only for an event it inserted, and a
+/// batch's row was committed with its job, before any worker could claim it. Measured:
+/// the four checks per event (events to players, sessions and batches; detail to event)
+/// took 14 of 35 µs of CPU per stored event, ~3.3 µs each. The foreign keys stay
+/// declared, and every other writer is checked as before. The schema has no triggers of
+/// its own; one added to these tables fires for the worker's writes only if it is
+/// `ENABLE ALWAYS` (or the worker runs with `--check-foreign-keys`).
+pub async fn trust_own_references(tx: &mut Transaction<'_, Postgres>) -> Result<(), sqlx::Error> {
+    sqlx::query("SET LOCAL session_replication_role = replica")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Stores `batches` and marks them completed, in `tx`; the outcomes are in the same order.

@@ -83,6 +83,7 @@ impl Claimed {
 async fn store_group(
     pool: &PgPool,
     group: &[(Uuid, &JobPayload)],
+    trust_own_references: bool,
 ) -> Result<Vec<JobOutcome>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     // Every statement below finds its rows by key. Stale statistics (a queue table grows
@@ -94,6 +95,10 @@ async fn store_group(
         .await?;
     let ids: Vec<Uuid> = group.iter().map(|(id, _)| *id).collect();
     let taken = queue::take_jobs(&mut tx, &ids).await?;
+    // After the jobs are taken: the queue's own foreign keys act as ever.
+    if trust_own_references {
+        store::trust_own_references(&mut tx).await?;
+    }
     let to_write: Vec<BatchToWrite> = group
         .iter()
         .filter(|(id, _)| taken.contains(id))
@@ -114,7 +119,7 @@ async fn store_group(
 }
 
 /// Stores a group of claimed jobs and reports on each.
-async fn process_group(pool: &PgPool, claimed: Vec<Claimed>) {
+async fn process_group(pool: &PgPool, claimed: Vec<Claimed>, trust_own_references: bool) {
     let started = Instant::now();
     let (decoded, undecodable): (Vec<&Claimed>, Vec<&Claimed>) =
         claimed.iter().partition(|c| c.payload.is_ok());
@@ -129,7 +134,7 @@ async fn process_group(pool: &PgPool, claimed: Vec<Claimed>) {
     if group.is_empty() {
         return;
     }
-    match store_group(pool, &group).await {
+    match store_group(pool, &group, trust_own_references).await {
         Ok(outcomes) => {
             for (c, outcome) in decoded.iter().zip(outcomes) {
                 succeed(c, outcome, started);
@@ -138,7 +143,7 @@ async fn process_group(pool: &PgPool, claimed: Vec<Claimed>) {
         Err(error) if group.len() > 1 => {
             tracing::warn!(%error, batches = group.len(), "storing a group failed; storing its batches one by one");
             for (c, single) in decoded.iter().zip(&group) {
-                match store_group(pool, std::slice::from_ref(single)).await {
+                match store_group(pool, std::slice::from_ref(single), trust_own_references).await {
                     Ok(outcomes) => succeed(c, outcomes[0], started),
                     Err(error) => fail(pool, c, &WorkError::Database(error)).await,
                 }
@@ -203,6 +208,8 @@ struct Processors {
     storing: AtomicUsize,
     /// Signalled each time a processor is done storing a group.
     done: Notify,
+    /// Skip PostgreSQL's per-row foreign-key checks ([`store::trust_own_references`]).
+    trust_own_references: bool,
 }
 
 /// A group of claimed jobs being gathered.
@@ -266,7 +273,7 @@ impl Processors {
 
 async fn processor(pool: PgPool, processors: Arc<Processors>) {
     while let Some(group) = processors.next_group().await {
-        process_group(&pool, group).await;
+        process_group(&pool, group, processors.trust_own_references).await;
         processors.storing.fetch_sub(1, Ordering::SeqCst);
         processors.done.notify_one();
     }
@@ -290,10 +297,18 @@ impl Worker {
     pub async fn start(pool: PgPool, settings: &WorkSettings) -> Result<Self, sqlx::Error> {
         let processors_count = usize::from(settings.concurrency);
         let (to_processors, jobs) = mpsc::unbounded_channel::<HeldJob>();
+        let trust_own_references =
+            !settings.check_foreign_keys && store::may_trust_own_references(&pool).await?;
+        if trust_own_references {
+            tracing::info!("foreign keys of stored rows hold by construction; PostgreSQL's per-row checks are skipped (--check-foreign-keys to keep them)");
+        } else {
+            tracing::info!("PostgreSQL checks the foreign keys of stored rows row by row");
+        }
         let shared = Arc::new(Processors {
             jobs: Mutex::new(jobs),
             storing: AtomicUsize::new(0),
             done: Notify::new(),
+            trust_own_references,
         });
         let mut processors = JoinSet::new();
         for _ in 0..processors_count {

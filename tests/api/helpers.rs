@@ -92,11 +92,17 @@ impl TestApp {
     /// Starts one more worker, with a pool of its own (as another process would have).
     pub async fn start_worker(&mut self) {
         let pool = app::db::pool(&self.db_settings).unwrap();
+        self.start_worker_on(pool).await;
+    }
+
+    /// Starts one more worker on `pool` (another database role's, say).
+    pub async fn start_worker_on(&mut self, pool: PgPool) {
         let settings = WorkSettings {
             concurrency: 4,
             worker_shutdown_grace_secs: 5,
             metrics_bind: None,
             queue_vacuum_interval_ms: 1_000,
+            check_foreign_keys: false,
         };
         self.workers.push(
             Worker::start(pool, &settings)

@@ -154,6 +154,7 @@ async fn a_batch_of_every_event_type_is_stored_as_the_expected_rows() {
         assert!(stored["received_at"].is_string() && stored["processed_at"].is_string());
         assert!(stored["corrected_occurred_at"].is_string());
     }
+    assert_foreign_keys_hold(&mut app.pool.acquire().await.unwrap()).await;
 }
 
 #[tokio::test]
@@ -244,4 +245,53 @@ async fn the_earliest_session_start_and_latest_session_end_win_whatever_the_arri
     .await
     .unwrap();
     assert_eq!(row, ("ios".to_owned(), 7200, true, true));
+}
+
+/// A login role of its own, dropped with the value (after the test's database, which holds
+/// its privileges: declare it before the `TestApp`).
+struct TestRole(String);
+
+impl Drop for TestRole {
+    fn drop(&mut self) {
+        admin_blocking(&server_url(), format!("DROP ROLE IF EXISTS {}", self.0));
+    }
+}
+
+#[tokio::test]
+async fn a_worker_whose_role_may_not_skip_foreign_key_checks_has_them_checked_and_stores_all() {
+    let role = TestRole(format!("worker_{}", Uuid::new_v4().simple()));
+    let mut app = TestApp::spawn_with(TestOptions {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    for statement in [
+        format!("CREATE ROLE {} LOGIN PASSWORD '{}'", role.0, role.0),
+        format!(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}",
+            role.0
+        ),
+    ] {
+        sqlx::query(&statement).execute(&app.pool).await.unwrap();
+    }
+    let options: sqlx::postgres::PgConnectOptions = app.db_settings.database_url.parse().unwrap();
+    let role_pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(5)
+        .connect_lazy_with(options.username(&role.0).password(&role.0));
+
+    // The tests' own role is a superuser, which may skip the checks; this one may not.
+    assert!(app::store::may_trust_own_references(&app.pool)
+        .await
+        .unwrap());
+    assert!(!app::store::may_trust_own_references(&role_pool)
+        .await
+        .unwrap());
+
+    // Its worker has PostgreSQL check each key, and stores the batch all the same.
+    app.start_worker_on(role_pool).await;
+    let (body, events) = every_type_batch("player-1");
+    let batch_id = app.ingest(&body).await;
+    let batch = app.wait_for_status(batch_id, "completed", WITHIN).await;
+    assert_eq!(batch["inserted"], events.len());
+    assert_foreign_keys_hold(&mut app.pool.acquire().await.unwrap()).await;
 }

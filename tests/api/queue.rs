@@ -66,6 +66,7 @@ async fn two_workers_store_every_event_of_200_concurrent_batches_exactly_once() 
 
     assert_eq!(app.count("events").await, distinct.len() as i64);
     assert_eq!(app.count("custom_events").await, distinct.len() as i64);
+    assert_foreign_keys_hold(&mut app.pool.acquire().await.unwrap()).await;
     let (inserted, duplicates, attempts): (i64, i64, i64) =
         sqlx::query_as("SELECT sum(inserted), sum(duplicates), sum(attempts) FROM batches")
             .fetch_one(&app.pool)
@@ -89,13 +90,16 @@ async fn two_workers_store_every_event_of_200_concurrent_batches_exactly_once() 
     }
 }
 
-/// Makes every batch holding an event of `player_id` fail in the database.
+/// Makes every batch holding an event of `player_id` fail in the database. The trigger is
+/// ENABLE ALWAYS: the worker's transactions run in the replica role, where ordinary
+/// triggers do not fire (`store::trust_own_references`).
 async fn poison(app: &TestApp, player_id: &str) {
     sqlx::raw_sql(&format!(
         "CREATE FUNCTION poison() RETURNS trigger AS $$
          BEGIN RAISE EXCEPTION 'poisoned player %', NEW.player_id; END $$ LANGUAGE plpgsql;
          CREATE TRIGGER poison BEFORE INSERT ON events FOR EACH ROW
-         WHEN (NEW.player_id = '{player_id}') EXECUTE FUNCTION poison();"
+         WHEN (NEW.player_id = '{player_id}') EXECUTE FUNCTION poison();
+         ALTER TABLE events ENABLE ALWAYS TRIGGER poison;"
     ))
     .execute(&app.pool)
     .await

@@ -105,12 +105,20 @@ pub const EVENT_TYPES: [&str; 7] = [
     "error",
 ];
 
-/// Drops database `name` on `server`, from a `Drop` (which cannot await): a runtime of its
-/// own, on a thread of its own. Best effort, and bounded: a server that does not answer
-/// within 5 s leaves the database behind rather than hanging the test.
+/// Drops database `name` on `server`, from a `Drop` (which cannot await): see
+/// [`admin_blocking`].
 pub fn drop_database_blocking(server: &str, name: &str) {
+    admin_blocking(
+        server,
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    );
+}
+
+/// Runs `statement` on `server`'s `postgres` database from a `Drop` (which cannot await):
+/// a runtime of its own, on a thread of its own. Best effort, and bounded: a server that
+/// does not answer within 5 s leaves the object behind rather than hanging the test.
+pub fn admin_blocking(server: &str, statement: String) {
     let admin = format!("{server}/postgres");
-    let statement = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
     let _ = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -124,4 +132,54 @@ pub fn drop_database_blocking(server: &str, name: &str) {
         });
     })
     .join();
+}
+
+/// Asserts that every foreign key in the database holds: no row references a row that is
+/// missing. Workers may skip PostgreSQL's per-row checks (`store::trust_own_references`),
+/// relying on their writes to satisfy the keys by construction; this checks the result,
+/// one anti-join per foreign key, whatever the schema declares.
+pub async fn assert_foreign_keys_hold(conn: &mut PgConnection) {
+    // (name, referencing table, referenced table, their columns, in pairs)
+    type ForeignKey = (String, String, String, Vec<String>, Vec<String>);
+    let keys: Vec<ForeignKey> = sqlx::query_as(
+        "SELECT c.conname::text, c.conrelid::regclass::text, c.confrelid::regclass::text,
+                array_agg(quote_ident(fk.attname) ORDER BY k.n),
+                array_agg(quote_ident(pk.attname) ORDER BY k.n)
+         FROM pg_constraint AS c
+         CROSS JOIN LATERAL unnest(c.conkey, c.confkey) WITH ORDINALITY AS k(fk_col, pk_col, n)
+         JOIN pg_attribute AS fk ON fk.attrelid = c.conrelid AND fk.attnum = k.fk_col
+         JOIN pg_attribute AS pk ON pk.attrelid = c.confrelid AND pk.attnum = k.pk_col
+         WHERE c.contype = 'f' AND c.connamespace = 'public'::regnamespace
+         GROUP BY c.oid, c.conname, c.conrelid, c.confrelid",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    // The event tables' eleven (four on events and sessions, one per detail table), and
+    // sqlxmq's own.
+    assert!(keys.len() >= 11, "foreign keys found: {keys:?}");
+    for (name, child, parent, fk_cols, pk_cols) in keys {
+        let not_null = fk_cols
+            .iter()
+            .map(|c| format!("c.{c} IS NOT NULL"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let matches = fk_cols
+            .iter()
+            .zip(&pk_cols)
+            .map(|(f, p)| format!("p.{p} = c.{f}"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let orphans: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {child} AS c
+             WHERE {not_null} AND NOT EXISTS (SELECT 1 FROM {parent} AS p WHERE {matches})"
+        ))
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        assert_eq!(
+            orphans, 0,
+            "{child} rows break foreign key {name} to {parent}"
+        );
+    }
 }
