@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::PgPool;
-use sqlxmq::CurrentJob;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -31,13 +30,13 @@ pub struct HeldJobs {
 }
 
 impl HeldJobs {
-    /// Holds `job`, renewing its lease until the returned value is dropped or
-    /// [`HeldJob::stop_renewing`] is called.
-    pub fn hold(self: &Arc<Self>, job: CurrentJob) -> HeldJob {
-        self.lock().insert(job.id());
+    /// Holds job `id`, renewing its lease until the returned value is dropped or
+    /// [`Lease::stop_renewing`] is called.
+    pub fn hold(self: &Arc<Self>, id: Uuid) -> Lease {
+        self.lock().insert(id);
         self.arrived.notify_one();
-        HeldJob {
-            job,
+        Lease {
+            id,
             held: self.clone(),
         }
     }
@@ -52,20 +51,20 @@ impl HeldJobs {
     }
 }
 
-/// A claimed job whose lease is renewed while this value lives.
-pub struct HeldJob {
-    pub job: CurrentJob,
+/// The lease of a held job, renewed while this value lives.
+pub struct Lease {
+    id: Uuid,
     held: Arc<HeldJobs>,
 }
 
-impl HeldJob {
-    /// Stops renewing the lease, so that a failed attempt is retried when its lease runs out.
+impl Lease {
+    /// Stops renewing the lease, so that a failed attempt is retried when it runs out.
     pub fn stop_renewing(&self) {
-        self.held.lock().remove(&self.job.id());
+        self.held.lock().remove(&self.id);
     }
 }
 
-impl Drop for HeldJob {
+impl Drop for Lease {
     fn drop(&mut self) {
         self.stop_renewing();
     }

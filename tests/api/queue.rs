@@ -482,3 +482,43 @@ async fn leases_are_renewed_in_one_call_once_half_has_run_out_and_locked_jobs_ar
     assert!(left < 0.2, "the locked job keeps its lease, {left} s left");
     tx.rollback().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_batch_blocked_while_storing_does_not_hold_up_the_next_ones() {
+    let app = TestApp::spawn().await;
+    let blocked_player =
+        json!({ "events": [custom_event(Uuid::now_v7(), "blocked", Uuid::now_v7())] });
+    let first = app.ingest(&blocked_player).await;
+    app.wait_for_status(first, "completed", Duration::from_secs(10))
+        .await;
+
+    // Another transaction holds the player's row: the next batch of that player waits
+    // for it in the middle of being stored.
+    let mut holder = PgConnection::connect(&app.db_settings.database_url)
+        .await
+        .unwrap();
+    let mut tx = holder.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM players WHERE player_id = 'blocked' FOR UPDATE")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let blocked = app
+        .ingest(&json!({ "events": [custom_event(Uuid::now_v7(), "blocked", Uuid::now_v7())] }))
+        .await;
+    app.wait_for_status(blocked, "processing", Duration::from_secs(10))
+        .await;
+
+    // The worker goes on claiming and storing other batches meanwhile.
+    for player in ["free-1", "free-2"] {
+        let other = app
+            .ingest(&json!({ "events": [custom_event(Uuid::now_v7(), player, Uuid::now_v7())] }))
+            .await;
+        app.wait_for_status(other, "completed", Duration::from_secs(10))
+            .await;
+    }
+    assert_eq!(app.batch(blocked).await["status"], "processing");
+
+    tx.rollback().await.unwrap();
+    app.wait_for_status(blocked, "completed", Duration::from_secs(10))
+        .await;
+}
