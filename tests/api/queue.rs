@@ -236,6 +236,25 @@ async fn claim(conn: &mut PgConnection) -> Vec<Uuid> {
         .unwrap()
 }
 
+/// Another session holding rows, as a worker does while it stores or completes a job.
+struct RowHolder(PgConnection);
+
+impl RowHolder {
+    /// Locks the rows of `rows` (`TABLE WHERE …`) `FOR UPDATE` in an open transaction.
+    async fn lock(database_url: &str, rows: &str) -> Self {
+        let mut conn = PgConnection::connect(database_url).await.unwrap();
+        sqlx::raw_sql(&format!("BEGIN; SELECT 1 FROM {rows} FOR UPDATE"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        Self(conn)
+    }
+
+    async fn release(mut self) {
+        sqlx::query("ROLLBACK").execute(&mut self.0).await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_claim_skips_jobs_locked_by_another_worker_instead_of_waiting() {
     let app = TestApp::spawn_with(TestOptions {
@@ -251,15 +270,11 @@ async fn a_claim_skips_jobs_locked_by_another_worker_instead_of_waiting() {
         .await;
 
     // Another worker holds the first job's row (as while it completes the job).
-    let mut holder = PgConnection::connect(&app.db_settings.database_url)
-        .await
-        .unwrap();
-    let mut tx = holder.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM mq_msgs WHERE id = $1 FOR UPDATE")
-        .bind(first)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let holder = RowHolder::lock(
+        &app.db_settings.database_url,
+        &format!("mq_msgs WHERE id = '{first}'"),
+    )
+    .await;
 
     // A claim that waited would hit the statement timeout.
     let mut claimer = PgConnection::connect(&app.db_settings.database_url)
@@ -272,7 +287,7 @@ async fn a_claim_skips_jobs_locked_by_another_worker_instead_of_waiting() {
     assert_eq!(claim(&mut claimer).await, [second]);
     assert_eq!(app.batch(second).await["status"], "processing");
     assert_eq!(app.batch(first).await["status"], "queued");
-    tx.rollback().await.unwrap();
+    holder.release().await;
     assert_eq!(claim(&mut claimer).await, [first]);
     assert!(
         claim(&mut claimer).await.is_empty(),
@@ -462,15 +477,11 @@ async fn leases_are_renewed_in_one_call_once_half_has_run_out_and_locked_jobs_ar
 
     // Once more than half a lease has passed, all are renewed by one call, except the
     // one whose row another transaction holds (as while its worker stores it).
-    let mut holder = PgConnection::connect(&app.db_settings.database_url)
-        .await
-        .unwrap();
-    let mut tx = holder.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM mq_msgs WHERE id = $1 FOR UPDATE")
-        .bind(held[0])
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let holder = RowHolder::lock(
+        &app.db_settings.database_url,
+        &format!("mq_msgs WHERE id = '{}'", held[0]),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(250)).await;
     let (renewed, _) = renew().fetch_one(&mut conn).await.unwrap();
     assert_eq!(renewed, 2);
@@ -480,7 +491,7 @@ async fn leases_are_renewed_in_one_call_once_half_has_run_out_and_locked_jobs_ar
     }
     let left = lease_left(held[0]).fetch_one(&mut conn).await.unwrap();
     assert!(left < 0.2, "the locked job keeps its lease, {left} s left");
-    tx.rollback().await.unwrap();
+    holder.release().await;
 }
 
 #[tokio::test]
@@ -494,14 +505,11 @@ async fn a_batch_blocked_while_storing_does_not_hold_up_the_next_ones() {
 
     // Another transaction holds the player's row: the next batch of that player waits
     // for it in the middle of being stored.
-    let mut holder = PgConnection::connect(&app.db_settings.database_url)
-        .await
-        .unwrap();
-    let mut tx = holder.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM players WHERE player_id = 'blocked' FOR UPDATE")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let holder = RowHolder::lock(
+        &app.db_settings.database_url,
+        "players WHERE player_id = 'blocked'",
+    )
+    .await;
     let blocked = app
         .ingest(&json!({ "events": [custom_event(Uuid::now_v7(), "blocked", Uuid::now_v7())] }))
         .await;
@@ -518,7 +526,7 @@ async fn a_batch_blocked_while_storing_does_not_hold_up_the_next_ones() {
     }
     assert_eq!(app.batch(blocked).await["status"], "processing");
 
-    tx.rollback().await.unwrap();
+    holder.release().await;
     app.wait_for_status(blocked, "completed", Duration::from_secs(10))
         .await;
 }
