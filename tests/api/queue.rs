@@ -121,9 +121,7 @@ async fn a_failing_batch_is_retried_with_backoff_ends_failed_and_can_be_requeued
         .ingest(&json!({ "events": [custom_event(event_id, "poison", Uuid::now_v7())] }))
         .await;
     // A healthy batch queued behind it is not held up.
-    let healthy = app
-        .ingest(&json!({ "events": [custom_event(Uuid::now_v7(), "fine", Uuid::now_v7())] }))
-        .await;
+    let healthy = queue_one_event(&app, "fine").await;
 
     // Watch the attempts start; each retry waits at least the doubled backoff. Polling
     // starts right after queueing, so each start is seen within a poll of when it happened.
@@ -207,9 +205,7 @@ async fn failed_retry_leaves_batches_that_did_not_fail_alone() {
         ..Default::default()
     })
     .await;
-    let queued = app
-        .ingest(&json!({ "events": [custom_event(Uuid::now_v7(), "p", Uuid::now_v7())] }))
-        .await;
+    let queued = queue_one_event(&app, "p").await;
     let retry = RetrySettings {
         max_attempts: 2,
         retry_base_delay_ms: 100,
@@ -234,6 +230,12 @@ async fn claim(conn: &mut PgConnection) -> Vec<Uuid> {
         .fetch_all(conn)
         .await
         .unwrap()
+}
+
+/// Queues a batch of one event of `player`.
+async fn queue_one_event(app: &TestApp, player: &str) -> Uuid {
+    app.ingest(&json!({ "events": [custom_event(Uuid::now_v7(), player, Uuid::now_v7())] }))
+        .await
 }
 
 /// Another session holding rows, as a worker does while it stores or completes a job.
@@ -262,12 +264,8 @@ async fn a_claim_skips_jobs_locked_by_another_worker_instead_of_waiting() {
         ..Default::default()
     })
     .await;
-    let first = app
-        .ingest(&json!({ "events": [custom_event(Uuid::now_v7(), "p", Uuid::now_v7())] }))
-        .await;
-    let second = app
-        .ingest(&json!({ "events": [custom_event(Uuid::now_v7(), "p", Uuid::now_v7())] }))
-        .await;
+    let first = queue_one_event(&app, "p").await;
+    let second = queue_one_event(&app, "p").await;
 
     // Another worker holds the first job's row (as while it completes the job).
     let holder = RowHolder::lock(
@@ -302,9 +300,7 @@ async fn a_worker_lost_during_the_final_attempt_leaves_a_failed_batch_not_a_stra
         retry_base_delay_ms: 100,
     };
     let app = TestApp::spawn_with(TestOptions { workers: 0, retry }).await;
-    let batch_id = app
-        .ingest(&json!({ "events": [custom_event(Uuid::now_v7(), "p", Uuid::now_v7())] }))
-        .await;
+    let batch_id = queue_one_event(&app, "p").await;
 
     // A worker claims the batch and dies without a word.
     let mut conn = PgConnection::connect(&app.db_settings.database_url)
@@ -348,9 +344,7 @@ async fn a_poison_batch_in_a_group_fails_alone() {
     let mut healthy = Vec::new();
     for i in 0..20 {
         let player = if i == 7 { "poison" } else { "fine" };
-        let id = app
-            .ingest(&json!({ "events": [custom_event(Uuid::now_v7(), player, Uuid::now_v7())] }))
-            .await;
+        let id = queue_one_event(&app, player).await;
         if i != 7 {
             healthy.push(id);
         }
@@ -413,8 +407,7 @@ async fn a_claim_that_took_every_due_job_tells_the_runner_to_wait_for_the_next()
     })
     .await;
     for _ in 0..3 {
-        app.ingest(&json!({ "events": [custom_event(Uuid::now_v7(), "p", Uuid::now_v7())] }))
-            .await;
+        queue_one_event(&app, "p").await;
     }
     let mut conn = PgConnection::connect(&app.db_settings.database_url)
         .await
@@ -451,8 +444,7 @@ async fn leases_are_renewed_in_one_call_once_half_has_run_out_and_locked_jobs_ar
     };
     let app = TestApp::spawn_with(TestOptions { workers: 0, retry }).await;
     for _ in 0..3 {
-        app.ingest(&json!({ "events": [custom_event(Uuid::now_v7(), "p", Uuid::now_v7())] }))
-            .await;
+        queue_one_event(&app, "p").await;
     }
     let mut conn = PgConnection::connect(&app.db_settings.database_url)
         .await
@@ -497,9 +489,7 @@ async fn leases_are_renewed_in_one_call_once_half_has_run_out_and_locked_jobs_ar
 #[tokio::test]
 async fn a_batch_blocked_while_storing_does_not_hold_up_the_next_ones() {
     let app = TestApp::spawn().await;
-    let blocked_player =
-        json!({ "events": [custom_event(Uuid::now_v7(), "blocked", Uuid::now_v7())] });
-    let first = app.ingest(&blocked_player).await;
+    let first = queue_one_event(&app, "blocked").await;
     app.wait_for_status(first, "completed", Duration::from_secs(10))
         .await;
 
@@ -510,17 +500,13 @@ async fn a_batch_blocked_while_storing_does_not_hold_up_the_next_ones() {
         "players WHERE player_id = 'blocked'",
     )
     .await;
-    let blocked = app
-        .ingest(&json!({ "events": [custom_event(Uuid::now_v7(), "blocked", Uuid::now_v7())] }))
-        .await;
+    let blocked = queue_one_event(&app, "blocked").await;
     app.wait_for_status(blocked, "processing", Duration::from_secs(10))
         .await;
 
     // The worker goes on claiming and storing other batches meanwhile.
     for player in ["free-1", "free-2"] {
-        let other = app
-            .ingest(&json!({ "events": [custom_event(Uuid::now_v7(), player, Uuid::now_v7())] }))
-            .await;
+        let other = queue_one_event(&app, player).await;
         app.wait_for_status(other, "completed", Duration::from_secs(10))
             .await;
     }
