@@ -77,6 +77,8 @@ impl Drop for Lease {
 /// look, the pace is set.
 pub async fn renew(pool: PgPool, held: Arc<HeldJobs>) {
     let mut every = MAX_LOOK_EVERY;
+    // Whether the last call failed: an outage is reported once, not at every look.
+    let mut failing = false;
     loop {
         let ids = held.ids();
         if ids.is_empty() {
@@ -85,6 +87,10 @@ pub async fn renew(pool: PgPool, held: Arc<HeldJobs>) {
         }
         match queue::renew_leases(&pool, &ids).await {
             Ok((renewed, shortest)) => {
+                if failing {
+                    tracing::info!(held = ids.len(), "renewing leases again");
+                    failing = false;
+                }
                 if renewed > 0 {
                     tracing::debug!(renewed, held = ids.len(), "renewed leases");
                 }
@@ -95,7 +101,11 @@ pub async fn renew(pool: PgPool, held: Arc<HeldJobs>) {
             // Try again at the same pace: the leases are still running. If the database
             // stays away, the jobs are claimed again once their leases run out, as after
             // a crash.
-            Err(error) => tracing::warn!(%error, held = ids.len(), "cannot renew leases"),
+            Err(error) if !failing => {
+                tracing::warn!(%error, held = ids.len(), "cannot renew leases");
+                failing = true;
+            }
+            Err(error) => tracing::debug!(%error, "cannot renew leases"),
         }
         tokio::time::sleep(every).await;
     }

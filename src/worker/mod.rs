@@ -1,7 +1,8 @@
 //! Workers: claim queued batches and write them into the event tables.
 //!
-//! sqlxmq's runner claims jobs (through our `mq_poll`), renews the lease of each job it
-//! holds, and hands them over one by one. A few processor tasks take the jobs that are
+//! sqlxmq's runner claims jobs (through our `mq_poll`) and hands them over one by one; the
+//! worker renews the leases of all the jobs it holds at once (`lease.rs`). A few processor
+//! tasks take the jobs that are
 //! waiting and store each group of batches in one transaction (one statement per table),
 //! together with the removal of their jobs and the completion of their batch records:
 //! a crash at any moment either loses the whole attempt (the jobs are claimed again when
