@@ -13,16 +13,19 @@
 -- A due job that a claim could not see is locked by a worker that is claiming or
 -- completing it, and will be gone in a moment. Each min() is the first entry of a
 -- partial index. (Across every channel: a wake-up too early for a caller's channels
--- costs one empty poll.)
+-- costs one empty poll.) Only mq_poll calls it, so it runs under mq_poll's
+-- `SET enable_seqscan = off`; PL/pgSQL without a SET clause of its own keeps its plan
+-- cached (see migration 5).
 CREATE FUNCTION mq_next_due_in() RETURNS INTERVAL AS $$
-    SELECT GREATEST(LEAST(
+BEGIN
+    RETURN GREATEST(LEAST(
                (SELECT min(m.attempt_at) FROM mq_msgs AS m
                 WHERE m.attempts > 0 AND m.id <> uuid_nil()),
                (SELECT min(m.attempt_at) FROM mq_msgs AS m
                 WHERE m.attempts = 0 AND m.attempt_at IS NOT NULL)
-           ) - now(), INTERVAL '50 milliseconds')
-$$ LANGUAGE sql STABLE
-SET enable_seqscan = off;
+           ) - now(), INTERVAL '50 milliseconds');
+END;
+$$ LANGUAGE plpgsql STABLE;
 
 CREATE OR REPLACE FUNCTION mq_poll(channel_names TEXT[], batch_size INT DEFAULT 1)
 RETURNS TABLE(

@@ -48,10 +48,7 @@ struct GroupEvent<'a> {
 /// granted `SET ON PARAMETER session_replication_role`). See [`trust_own_references`].
 pub async fn may_trust_own_references(pool: &PgPool) -> Result<bool, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let allowed = sqlx::query("SET LOCAL session_replication_role = replica")
-        .execute(&mut *tx)
-        .await
-        .is_ok();
+    let allowed = trust_own_references(&mut tx).await.is_ok();
     tx.rollback().await?;
     Ok(allowed)
 }
