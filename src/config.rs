@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::deadlines::ConnectionLimits;
+
 /// Matches the `db` service of docker-compose.yml.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@localhost:5432/game_events";
 
@@ -62,6 +64,69 @@ pub struct ServeSettings {
 
     #[command(flatten)]
     pub retry: RetrySettings,
+
+    #[command(flatten)]
+    pub client_timeouts: ClientTimeoutSettings,
+}
+
+/// A request head is a few hundred bytes: 10 s is ample even on a poor mobile link.
+const DEFAULT_REQUEST_HEADER_TIMEOUT_MS: u64 = 10_000;
+/// A body is at most 1 MiB (inflated; clients may gzip it): 60 s allows ~17 KiB/s.
+const DEFAULT_REQUEST_BODY_TIMEOUT_MS: u64 = 60_000;
+/// Longer than the 60 s idle timeout of common load balancers (AWS's, and nginx's
+/// upstream keep-alive), so that the balancer closes an idle connection first and never
+/// sends a request on one the service is closing. Raise it above a balancer that keeps
+/// connections longer (Google Cloud's wants over 600 s).
+const DEFAULT_KEEP_ALIVE_TIMEOUT_MS: u64 = 75_000;
+
+/// From 1 ms to an hour: every limit is bounded, none can be turned off.
+fn timeout_ms() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(1..=3_600_000)
+}
+
+/// How long the API waits on its clients, so that a slow or idle client cannot hold a
+/// connection for ever (see `deadlines.rs`). Each is bounded: there is no "off".
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ClientTimeoutSettings {
+    /// How long a client may take to send a request's head (request line and headers),
+    /// from its first byte, in milliseconds; then the connection is closed.
+    #[arg(long, env = "REQUEST_HEADER_TIMEOUT_MS", default_value_t = DEFAULT_REQUEST_HEADER_TIMEOUT_MS, value_parser = timeout_ms())]
+    pub request_header_timeout_ms: u64,
+
+    /// How long a client may take to send a request's whole body, from the end of its
+    /// head, in milliseconds; then it gets 408 and the connection is closed.
+    #[arg(long, env = "REQUEST_BODY_TIMEOUT_MS", default_value_t = DEFAULT_REQUEST_BODY_TIMEOUT_MS, value_parser = timeout_ms())]
+    pub request_body_timeout_ms: u64,
+
+    /// How long a connection may wait for its next request, from accept and from the start
+    /// of each response, in milliseconds; then it is closed. It also bounds the writing of
+    /// a response to a client that does not read it.
+    #[arg(long, env = "KEEP_ALIVE_TIMEOUT_MS", default_value_t = DEFAULT_KEEP_ALIVE_TIMEOUT_MS, value_parser = timeout_ms())]
+    pub keep_alive_timeout_ms: u64,
+}
+
+impl Default for ClientTimeoutSettings {
+    /// The command line's defaults.
+    fn default() -> Self {
+        Self {
+            request_header_timeout_ms: DEFAULT_REQUEST_HEADER_TIMEOUT_MS,
+            request_body_timeout_ms: DEFAULT_REQUEST_BODY_TIMEOUT_MS,
+            keep_alive_timeout_ms: DEFAULT_KEEP_ALIVE_TIMEOUT_MS,
+        }
+    }
+}
+
+impl ClientTimeoutSettings {
+    pub fn request_body_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_body_timeout_ms)
+    }
+
+    pub fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header: Duration::from_millis(self.request_header_timeout_ms),
+            idle: Duration::from_millis(self.keep_alive_timeout_ms),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -5,12 +5,15 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::LazyLock;
 
+use poem::listener::Listener;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+
+use crate::deadlines::{ConnectionLimits, DeadlineAcceptor};
 
 /// The content type of [`encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -20,6 +23,12 @@ pub struct HttpLabels {
     pub route: &'static str,
     pub method: String,
     pub status: u16,
+}
+
+/// Which deadline cut a connection off (`deadlines.rs`): `header` or `idle`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TimedOutLabels {
+    pub deadline: &'static str,
 }
 
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -38,6 +47,7 @@ pub struct JobLabels {
 pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<HttpLabels, Counter>,
+    pub connections_timed_out: Family<TimedOutLabels, Counter>,
     pub events_accepted: Counter,
     pub batches_queued: Counter,
     pub queue_depth: Gauge,
@@ -53,6 +63,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("game_events");
         let metrics = Self {
             http_requests: Family::default(),
+            connections_timed_out: Family::default(),
             events_accepted: Counter::default(),
             batches_queued: Counter::default(),
             queue_depth: Gauge::default(),
@@ -68,6 +79,11 @@ impl Metrics {
             "http_requests",
             "HTTP requests by route, method and status",
             metrics.http_requests.clone(),
+        );
+        registry.register(
+            "http_connections_timed_out",
+            "Connections closed because a client was too slow: header (a request head not received in time) or idle (no request in time, or a response not read)",
+            metrics.connections_timed_out.clone(),
         );
         registry.register(
             "events_accepted",
@@ -172,7 +188,12 @@ pub async fn serve(
         .at("/metrics", endpoint(pool))
         .at("/healthz", poem::endpoint::make_sync(|_| "ok"));
     tracing::info!(%bind, "serving worker metrics at /metrics");
-    poem::Server::new(poem::listener::TcpListener::bind(bind))
+    let acceptor = poem::listener::TcpListener::bind(bind)
+        .into_acceptor()
+        .await?;
+    // The API's default limits on slow and idle clients apply here too.
+    let acceptor = DeadlineAcceptor::new(acceptor, ConnectionLimits::default());
+    poem::Server::new_with_acceptor(acceptor)
         .run_with_graceful_shutdown(app, shutdown, Some(std::time::Duration::from_secs(1)))
         .await
 }

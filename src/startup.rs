@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::api::{self, ApiState};
 use crate::config::{DatabaseSettings, ServeSettings};
 use crate::db::{self, DbError};
+use crate::deadlines::{DeadlineAcceptor, RequestBodyTimeout};
 use crate::queue::Queue;
 
 /// How long start-up waits for the database to accept connections.
@@ -41,9 +42,10 @@ pub async fn prepare_database(settings: &DatabaseSettings) -> Result<PgPool, DbE
 
 /// The HTTP API, bound to its address but not serving yet.
 pub struct ApiServer {
-    acceptor: TcpAcceptor,
+    acceptor: DeadlineAcceptor<TcpAcceptor>,
     local_addr: SocketAddr,
     state: ApiState,
+    body_timeout: RequestBodyTimeout,
     grace: Duration,
 }
 
@@ -55,13 +57,15 @@ impl ApiServer {
             .first()
             .and_then(|a| a.as_socket_addr().copied())
             .unwrap_or(settings.bind);
+        let timeouts = &settings.client_timeouts;
         Ok(Self {
-            acceptor,
+            acceptor: DeadlineAcceptor::new(acceptor, timeouts.connection_limits()),
             local_addr,
             state: ApiState {
                 queue: Queue::start(pool.clone(), settings.retry),
                 pool,
             },
+            body_timeout: RequestBodyTimeout(timeouts.request_body_timeout()),
             grace: Duration::from_secs(settings.shutdown_grace_secs),
         })
     }
@@ -75,7 +79,10 @@ impl ApiServer {
     /// in-flight requests the grace period to finish.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send) -> io::Result<()> {
         tracing::info!(addr = %self.local_addr, "serving the API; docs at /docs");
-        let app = api::app(self.state).map_to_response().boxed();
+        let app = api::app(self.state)
+            .data(self.body_timeout)
+            .map_to_response()
+            .boxed();
         Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(self.grace))
             .await

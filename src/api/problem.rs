@@ -81,6 +81,10 @@ pub enum ApiError {
     BodyTooLarge { limit_bytes: usize },
     #[error("a request may carry at most {limit} events, this one has {count}")]
     TooManyEvents { count: usize, limit: usize },
+    #[error(
+        "the request body was not received in full within {limit:?} of its head; the connection is closed"
+    )]
+    RequestTimeout { limit: std::time::Duration },
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{} invalid field(s) in the request; nothing of it was queued", .0.len())]
@@ -98,6 +102,7 @@ impl ApiError {
             ApiError::NotFound(_) => ("not-found", "Not found"),
             ApiError::BodyTooLarge { .. } => ("body-too-large", "Request body too large"),
             ApiError::TooManyEvents { .. } => ("too-many-events", "Too many events"),
+            ApiError::RequestTimeout { .. } => ("request-timeout", "Request timeout"),
             ApiError::UnsupportedMediaType(_) => {
                 ("unsupported-media-type", "Unsupported media type")
             }
@@ -186,6 +191,7 @@ impl ResponseError for ApiError {
             ApiError::BodyTooLarge { .. } | ApiError::TooManyEvents { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::InvalidEvents(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -204,6 +210,14 @@ impl ResponseError for ApiError {
             response.headers_mut().insert(
                 header::RETRY_AFTER,
                 header::HeaderValue::from(RETRY_AFTER_SECS),
+            );
+        }
+        if matches!(self, ApiError::RequestTimeout { .. }) {
+            // The rest of the body may still be on its way: the connection cannot carry
+            // another request.
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
             );
         }
         response
@@ -294,6 +308,7 @@ problem_set!(
     /// The errors of `POST /v1/events`.
     IngestProblem:
     400 => "The body is not valid JSON.",
+    408 => "The body did not all arrive in time (60 s after the head, by default); the connection is closed.",
     413 => "The body is over 1 MiB (decompressed), or carries more than 1000 events.",
     415 => "The body is not `application/json`, or its `Content-Encoding` is neither identity nor gzip.",
     422 => "Some events are invalid; `errors` lists every invalid field. Nothing was queued.",

@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use crate::common::*;
-use app::config::{DatabaseSettings, RetrySettings, ServeSettings, WorkSettings};
+use app::config::{
+    ClientTimeoutSettings, DatabaseSettings, RetrySettings, ServeSettings, WorkSettings,
+};
 use app::startup::{self, ApiServer};
 use app::worker::Worker;
 use serde_json::Value;
@@ -15,6 +17,8 @@ use uuid::Uuid;
 pub struct TestOptions {
     pub workers: usize,
     pub retry: RetrySettings,
+    /// The production defaults unless a test shortens them.
+    pub client_timeouts: ClientTimeoutSettings,
 }
 
 impl Default for TestOptions {
@@ -25,6 +29,7 @@ impl Default for TestOptions {
                 max_attempts: 5,
                 retry_base_delay_ms: 1_000,
             },
+            client_timeouts: ClientTimeoutSettings::default(),
         }
     }
 }
@@ -66,6 +71,7 @@ impl TestApp {
             bind: "127.0.0.1:0".parse().unwrap(),
             shutdown_grace_secs: 1,
             retry: options.retry,
+            client_timeouts: options.client_timeouts,
         };
         let server = ApiServer::bind(pool.clone(), &serve).await.expect("bind");
         let address = server.local_addr();
