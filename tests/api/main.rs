@@ -10,3 +10,4 @@ mod database_checks;
 mod observability;
 mod pipeline;
 mod queue;
+mod slow_clients;
