@@ -522,10 +522,19 @@ enum LinePosition {
 impl HeadEndScanner {
     /// Scans `bytes`; returns how many of them belong to the head when it ends in them.
     fn find_end(&mut self, bytes: &[u8]) -> Option<usize> {
-        for (i, &byte) in bytes.iter().enumerate() {
+        let mut i = 0;
+        while i < bytes.len() {
+            if self.at == LinePosition::InLine {
+                // Within a line only its LF matters: a plain search, the bulk of the scan
+                // (no LF: the head goes on in a later read).
+                i += bytes[i..].iter().position(|&b| b == b'\n')? + 1;
+                self.at = LinePosition::LineStart;
+                continue;
+            }
+            let byte = bytes[i];
+            i += 1;
             self.at = match (self.at, byte) {
-                (LinePosition::LineStart | LinePosition::LineStartCr, b'\n') => return Some(i + 1),
-                (_, b'\n') => LinePosition::LineStart,
+                (LinePosition::LineStart | LinePosition::LineStartCr, b'\n') => return Some(i),
                 (LinePosition::LineStart, b'\r') => LinePosition::LineStartCr,
                 _ => LinePosition::InLine,
             };
