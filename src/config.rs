@@ -58,15 +58,50 @@ pub struct ServeSettings {
     #[arg(long, env = "BIND", default_value = "0.0.0.0:8080")]
     pub bind: SocketAddr,
 
+    #[command(flatten)]
+    pub client_timeouts: ClientTimeoutSettings,
+
     /// On SIGTERM or Ctrl-C, how long in-flight requests may take to finish, in seconds.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
 
     #[command(flatten)]
     pub retry: RetrySettings,
+}
 
-    #[command(flatten)]
-    pub client_timeouts: ClientTimeoutSettings,
+#[derive(Debug, Clone, Args)]
+pub struct WorkSettings {
+    /// Processors: at most this many transactions the worker runs at once, each storing a
+    /// group of up to 64 claimed batches. Beyond the first, a transaction starts only for
+    /// a full group, when batches wait faster than one transaction at a time stores them.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+
+    /// On SIGTERM or Ctrl-C, how long running batches may take to finish, in seconds;
+    /// a batch still running then is released and retried by another worker.
+    #[arg(long, env = "WORKER_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub worker_shutdown_grace_secs: u64,
+
+    /// Serve this worker's Prometheus metrics at http://ADDR/metrics (under `run`, the
+    /// API's /metrics already includes them).
+    #[arg(long, env = "METRICS_BIND", value_name = "ADDR")]
+    pub metrics_bind: Option<SocketAddr>,
+
+    /// Have PostgreSQL check the foreign keys of every stored row, row by row. Without this
+    /// flag, a worker whose database role may set `session_replication_role` (a superuser,
+    /// or a role granted `SET ON PARAMETER session_replication_role`) skips those checks:
+    /// its writes satisfy them by construction, and the checks took 40 % of its database
+    /// time. CHECK and NOT NULL constraints apply either way; a trigger added to the event
+    /// tables fires without this flag only if it is ENABLE ALWAYS.
+    #[arg(long, env = "WORKER_CHECK_FOREIGN_KEYS")]
+    pub check_foreign_keys: bool,
+
+    /// How often the worker vacuums the queue's tables, in milliseconds (0: never, leave
+    /// it to autovacuum). Every job is inserted, updated and deleted within seconds, and
+    /// claims slow down with every dead row left in the queue's indexes; autovacuum
+    /// visits a database at most once a minute by default, and may be off.
+    #[arg(long, env = "QUEUE_VACUUM_INTERVAL_MS", default_value_t = 1_000)]
+    pub queue_vacuum_interval_ms: u64,
 }
 
 /// A request head is a few hundred bytes: 10 s is ample even on a poor mobile link.
@@ -127,39 +162,4 @@ impl ClientTimeoutSettings {
             idle: Duration::from_millis(self.keep_alive_timeout_ms),
         }
     }
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct WorkSettings {
-    /// Processors: at most this many transactions the worker runs at once, each storing a
-    /// group of up to 64 claimed batches. Beyond the first, a transaction starts only for
-    /// a full group, when batches wait faster than one transaction at a time stores them.
-    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub concurrency: u16,
-
-    /// On SIGTERM or Ctrl-C, how long running batches may take to finish, in seconds;
-    /// a batch still running then is released and retried by another worker.
-    #[arg(long, env = "WORKER_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
-    pub worker_shutdown_grace_secs: u64,
-
-    /// Serve this worker's Prometheus metrics at http://ADDR/metrics (under `run`, the
-    /// API's /metrics already includes them).
-    #[arg(long, env = "METRICS_BIND", value_name = "ADDR")]
-    pub metrics_bind: Option<SocketAddr>,
-
-    /// Have PostgreSQL check the foreign keys of every stored row, row by row. Without this
-    /// flag, a worker whose database role may set `session_replication_role` (a superuser,
-    /// or a role granted `SET ON PARAMETER session_replication_role`) skips those checks:
-    /// its writes satisfy them by construction, and the checks took 40 % of its database
-    /// time. CHECK and NOT NULL constraints apply either way; a trigger added to the event
-    /// tables fires without this flag only if it is ENABLE ALWAYS.
-    #[arg(long, env = "WORKER_CHECK_FOREIGN_KEYS")]
-    pub check_foreign_keys: bool,
-
-    /// How often the worker vacuums the queue's tables, in milliseconds (0: never, leave
-    /// it to autovacuum). Every job is inserted, updated and deleted within seconds, and
-    /// claims slow down with every dead row left in the queue's indexes; autovacuum
-    /// visits a database at most once a minute by default, and may be off.
-    #[arg(long, env = "QUEUE_VACUUM_INTERVAL_MS", default_value_t = 1_000)]
-    pub queue_vacuum_interval_ms: u64,
 }
