@@ -113,7 +113,12 @@ async fn a_failing_batch_is_retried_with_backoff_ends_failed_and_can_be_requeued
         max_attempts: 3,
         retry_base_delay_ms: base_ms,
     };
-    let app = TestApp::spawn_with(TestOptions { workers: 1, retry }).await;
+    let app = TestApp::spawn_with(TestOptions {
+        workers: 1,
+        retry,
+        ..Default::default()
+    })
+    .await;
     poison(&app, "poison").await;
 
     let event_id = Uuid::now_v7();
@@ -299,7 +304,12 @@ async fn a_worker_lost_during_the_final_attempt_leaves_a_failed_batch_not_a_stra
         max_attempts: 1,
         retry_base_delay_ms: 100,
     };
-    let app = TestApp::spawn_with(TestOptions { workers: 0, retry }).await;
+    let app = TestApp::spawn_with(TestOptions {
+        workers: 0,
+        retry,
+        ..Default::default()
+    })
+    .await;
     let batch_id = queue_one_event(&app, "p").await;
 
     // A worker claims the batch and dies without a word.
@@ -338,7 +348,12 @@ async fn a_poison_batch_in_a_group_fails_alone() {
         max_attempts: 2,
         retry_base_delay_ms: 100,
     };
-    let mut app = TestApp::spawn_with(TestOptions { workers: 0, retry }).await;
+    let mut app = TestApp::spawn_with(TestOptions {
+        workers: 0,
+        retry,
+        ..Default::default()
+    })
+    .await;
     poison(&app, "poison").await;
     // Queued while no worker runs, so that the worker claims them together.
     let mut healthy = Vec::new();
@@ -442,7 +457,12 @@ async fn leases_are_renewed_in_one_call_once_half_has_run_out_and_locked_jobs_ar
         max_attempts: 3,
         retry_base_delay_ms: 400,
     };
-    let app = TestApp::spawn_with(TestOptions { workers: 0, retry }).await;
+    let app = TestApp::spawn_with(TestOptions {
+        workers: 0,
+        retry,
+        ..Default::default()
+    })
+    .await;
     for _ in 0..3 {
         queue_one_event(&app, "p").await;
     }
