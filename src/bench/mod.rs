@@ -26,8 +26,9 @@ use sqlx::PgPool;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::auth::{KeyHash, Scope};
 use crate::config::DatabaseSettings;
-use crate::domain::MAX_EVENTS_PER_BATCH;
+use crate::domain::{GameId, MAX_EVENTS_PER_BATCH};
 use load::Workload;
 use report::{CeilingReport, Errors, Report, StoredLatency};
 use stats::Latencies;
@@ -75,6 +76,11 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_ceiling: bool,
 
+    /// The ingest key to send events with. Without one, the benchmark makes a key of the
+    /// game `bench` in the database (as `app keys create` would).
+    #[arg(long, env = "BENCH_INGEST_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+
     /// Also write every figure as one JSON object: to PATH, or to stdout without PATH (the
     /// text report then goes to stderr).
     #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "-")]
@@ -90,7 +96,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let batch_size = args.batch_size as usize;
     let concurrency = args.concurrency as usize;
     let pool = crate::db::pool(&args.db)?;
+    let (key, game) = ingest_key(&pool, args.key.as_deref()).await?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}")
+            .parse()
+            .context("the key is not a header value")?,
+    );
     let client = reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(Duration::from_secs(args.request_timeout_secs))
         .pool_max_idle_per_host(concurrency)
         .tcp_nodelay(true)
@@ -158,7 +173,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .take_while(|&b| b < n)
             .chain([n])
             .collect();
-        let data = ceiling::copy_data(&workload.events[..n], &bounds, OffsetDateTime::now_utc());
+        let data = ceiling::copy_data(
+            &workload.events[..n],
+            &bounds,
+            game,
+            OffsetDateTime::now_utc(),
+        );
         drop(workload);
         let c = ceiling::measure(&pool, &data, accepted_events).await?;
         Some(CeilingReport {
@@ -201,6 +221,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ceiling,
     };
     emit(&report, args.json.as_deref())
+}
+
+/// The key to send with, and its game: `key`, or a new key of the game `bench`.
+async fn ingest_key(pool: &PgPool, key: Option<&str>) -> anyhow::Result<(String, GameId)> {
+    let key = match key {
+        Some(key) => key.to_owned(),
+        None => {
+            let bench = "bench".parse().map_err(anyhow::Error::msg)?;
+            let new = crate::store::games::create_key(pool, &bench, Scope::Ingest)
+                .await
+                .context("cannot make an ingest key for the game bench")?;
+            new.key.reveal().to_owned()
+        }
+    };
+    let game = crate::store::games::game_of_key(pool, &KeyHash::of(&key))
+        .await?
+        .context("the ingest key is unknown or revoked")?;
+    Ok((key, game))
 }
 
 fn progress_bar(len: u64, what: &'static str) -> ProgressBar {

@@ -369,6 +369,17 @@ pub async fn load_grants(pool: &PgPool) -> Result<HashMap<KeyHash, Grant>, sqlx:
     Ok(grants)
 }
 
+/// The game of an unrevoked key.
+pub async fn game_of_key(pool: &PgPool, hash: &KeyHash) -> Result<Option<GameId>, sqlx::Error> {
+    let game = sqlx::query_scalar!(
+        "SELECT game_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+        &hash.0[..]
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(game.map(GameId))
+}
+
 /// The quick start's keys: when no key exists at all, makes the game `demo` with an
 /// ingest key and a read key, and returns them (once: the next call finds keys).
 pub async fn create_demo_keys_if_none(
