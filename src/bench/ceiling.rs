@@ -122,7 +122,7 @@ async fn copy_into(
 
 #[cfg(test)]
 mod tests {
-    use super::super::load::Workload;
+    use super::super::load::{IdKind, Workload};
     use super::*;
 
     #[test]
@@ -135,7 +135,7 @@ mod tests {
     #[test]
     fn one_row_per_event_with_ten_columns_and_one_batch_id_per_request() {
         let now = time::macros::datetime!(2026-11-25 14:00:00 UTC);
-        let w = Workload::generate(250, 100, 10, 1, now);
+        let w = Workload::generate(250, 100, 10, 1, now, IdKind::V7);
         let data = copy_data(&w.events, &w.bounds, GameId(3), now);
         let text = std::str::from_utf8(&data).unwrap();
         let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
