@@ -3,7 +3,7 @@
 #   1. sdk:     generates a Python client from openapi.yaml (openapi-python-client) and sends,
 #               follows and reads back a batch of every event type through it (e2e/sdk/);
 #   2. swagger: /docs in headless Chromium renders every operation, and "Try it out" on
-#               POST /v1/events with the example gets a 202 (e2e/swagger/).
+#               POST /v1/events with the example gets a 202 (e2e/browser/).
 # Installs what it needs (chromium from apt, a pinned Python venv under
 # ${XDG_CACHE_HOME:-~/.cache}/app-ci/, npm ci). Idempotent; safe to rerun. Needs PostgreSQL on
 # 127.0.0.1:5432 (or TEST_DATABASE_SERVER=postgres://user:password@host:port).
@@ -63,8 +63,8 @@ step "Python venv for the SDK (pinned: e2e/sdk/requirements.txt)"
 venv="$(e2e/sdk/venv.sh)"
 echo "$venv"
 
-step "npm ci (e2e/swagger: playwright-core, pinned by package-lock.json)"
-(cd e2e/swagger && npm ci --no-audit --no-fund --loglevel=error)
+step "npm ci (e2e/browser: playwright-core, pinned by package-lock.json)"
+(cd e2e/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 step "cargo build --locked"
 cargo build --locked
@@ -109,10 +109,10 @@ else
 fi
 
 step "Swagger UI: /docs in headless Chromium, Try it out on POST /v1/events"
-if node e2e/swagger/test_swagger.mjs --base-url "$url" --screenshots "$work/screenshots"; then
+if node e2e/browser/test_swagger.mjs --base-url "$url" --screenshots "$work/screenshots"; then
   :
 else
-  failures+=("swagger (e2e/swagger/test_swagger.mjs, output above; screenshots in $work/screenshots)")
+  failures+=("swagger (e2e/browser/test_swagger.mjs, output above; screenshots in $work/screenshots)")
 fi
 
 if ! kill -0 "$app_pid" 2>/dev/null; then
