@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# End-to-end tests against a real `app run` (API and worker) on a fresh database:
-#   1. sdk:     generates a Python client from openapi.yaml (openapi-python-client) and sends,
-#               follows and reads back a batch of every event type through it (e2e/sdk/);
-#   2. swagger: /docs in headless Chromium renders every operation, and "Try it out" on
-#               POST /v1/events with the example gets a 202 (e2e/browser/).
+# End-to-end tests against a real `app run` (API and worker) on a fresh database, with an
+# ingest key and a read key made by `app keys create` (and a read key of a second game):
+#   1. sdk:     generates a Python client from openapi.yaml (openapi-python-client) and sends
+#               (ingest key), follows and reads back (read key) a batch of every event type
+#               through it; missing and wrong keys get typed 401/403/404 problems (e2e/sdk/);
+#   2. swagger: /docs in headless Chromium renders every operation; after Authorize with the
+#               ingest key, "Try it out" on POST /v1/events with the example gets a 202, and
+#               after Authorize with the read key, GET /v1/batches/{id} of that batch a 200
+#               (e2e/browser/test_swagger.mjs).
 # Installs what it needs (chromium from apt, a pinned Python venv under
 # ${XDG_CACHE_HOME:-~/.cache}/app-ci/, npm ci). Idempotent; safe to rerun. Needs PostgreSQL on
 # 127.0.0.1:5432 (or TEST_DATABASE_SERVER=postgres://user:password@host:port).
@@ -98,6 +102,24 @@ until curl -fsS -o /dev/null "$url/readyz" 2>/dev/null; do
 done
 echo "ready at $url (pid $app_pid)"
 
+step "API keys: app keys create (while the API runs: a new key must work at once)"
+# create_key VAR GAME SCOPE: the key is alone on the last line of the command's output; the
+# rest is shown, the key is not (the tests get it from the environment).
+create_key() {
+  local out key
+  out="$(DATABASE_URL="$server/$db" "$app" keys create --game "$2" --scope "$3")" \
+    || fail "app keys create --game $2 --scope $3 failed (output above)"
+  printf '%s\n' "$out" | sed '$d'
+  key="$(printf '%s\n' "$out" | tail -n 1)"
+  [[ "$key" =~ ^[A-Za-z0-9]{16,}$ ]] \
+    || fail "app keys create --game $2 --scope $3: the last line of its output is not a key"
+  printf -v "$1" '%s' "$key"
+}
+create_key APP_INGEST_KEY e2e ingest
+create_key APP_READ_KEY e2e read
+create_key APP_OTHER_READ_KEY e2e-other read
+export APP_INGEST_KEY APP_READ_KEY APP_OTHER_READ_KEY
+
 failures=()
 
 step "SDK: generate the Python client from openapi.yaml, then drive every event type through it"
@@ -108,7 +130,7 @@ else
   failures+=("sdk (e2e/sdk: client generation or test_sdk.py, output above)")
 fi
 
-step "Swagger UI: /docs in headless Chromium, Try it out on POST /v1/events"
+step "Swagger UI: /docs in headless Chromium; Authorize, then Try it out on POST /v1/events and GET /v1/batches/{id}"
 if node e2e/browser/test_swagger.mjs --base-url "$url" --screenshots "$work/screenshots"; then
   :
 else
