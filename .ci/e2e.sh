@@ -7,7 +7,10 @@
 #   2. swagger: /docs in headless Chromium renders every operation; after Authorize with the
 #               ingest key, "Try it out" on POST /v1/events with the example gets a 202, and
 #               after Authorize with the read key, GET /v1/batches/{id} of that batch a 200
-#               (e2e/browser/test_swagger.mjs).
+#               (e2e/browser/test_swagger.mjs);
+#   3. cross-origin: a page served from a second local origin sends a batch with fetch
+#               (through a real CORS preflight) and one with navigator.sendBeacon, in headless
+#               Chromium; both end up stored (e2e/browser/test_cross_origin.mjs).
 # Installs what it needs (chromium from apt, a pinned Python venv under
 # ${XDG_CACHE_HOME:-~/.cache}/app-ci/, npm ci). Idempotent; safe to rerun. Needs PostgreSQL on
 # 127.0.0.1:5432 (or TEST_DATABASE_SERVER=postgres://user:password@host:port).
@@ -85,7 +88,8 @@ echo "ready"
 step "app run on a fresh database ($db)"
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 url="http://127.0.0.1:$port"
-DATABASE_URL="$server/$db" RUST_LOG="${RUST_LOG:-info,sqlx=warn,sqlxmq=warn,poem=warn}" NO_COLOR=1 \
+# Text logs: the cross-origin test reads the access log (the preflight's line, the beacon's).
+DATABASE_URL="$server/$db" RUST_LOG="${RUST_LOG:-info,sqlx=warn,sqlxmq=warn,poem=warn}" NO_COLOR=1 LOG_FORMAT=text \
   "$app" run --bind "127.0.0.1:$port" >"$work/app.log" 2>&1 &
 app_pid=$!
 deadline=$((SECONDS + 60))
@@ -137,6 +141,13 @@ else
   failures+=("swagger (e2e/browser/test_swagger.mjs, output above; screenshots in $work/screenshots)")
 fi
 
+step "Cross-origin: a page on a second local origin sends with fetch (preflight) and sendBeacon, in headless Chromium"
+if node e2e/browser/test_cross_origin.mjs --base-url "$url" --app-log "$work/app.log" --screenshots "$work/screenshots"; then
+  :
+else
+  failures+=("cross-origin (e2e/browser/test_cross_origin.mjs, output above; app log $work/app.log)")
+fi
+
 if ! kill -0 "$app_pid" 2>/dev/null; then
   failures+=("app exited during the tests (log: $work/app.log)")
 fi
@@ -151,4 +162,4 @@ if ((${#failures[@]})); then
   printf '  - %s\n' "${failures[@]}" >&2
   exit 1
 fi
-printf '\nE2E PASSED: sdk, swagger (%ds)\n' "$SECONDS"
+printf '\nE2E PASSED: sdk, swagger, cross-origin (%ds)\n' "$SECONDS"
