@@ -17,9 +17,9 @@ const MAX_AGE_SECS: u32 = 7200;
 /// The request headers a browser game may send: the body's type and encoding, the key,
 /// and a request id of its own.
 const ALLOWED_HEADERS: &str = "authorization, content-type, content-encoding, x-request-id";
-/// The response headers a page may read: where the batch is, the request's id, and how
-/// long to wait after a 429 or 503.
-const EXPOSED_HEADERS: &str = "location, x-request-id, retry-after";
+/// The response headers a page may read: where the batch is, the request's id, how long
+/// to wait after a 429 or 503, and a 401's challenge.
+const EXPOSED_HEADERS: &str = "location, x-request-id, retry-after, www-authenticate";
 /// The methods of `/v1/events`, for `Allow`.
 pub const INGEST_METHODS: &str = "OPTIONS, POST";
 
