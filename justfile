@@ -52,6 +52,6 @@ ci:
 sdk:
     e2e/sdk/generate.sh
 
-# End-to-end tests: the generated Python client and Swagger UI against a real `app run`
+# End-to-end tests against a real `app run`: the generated Python client, Swagger UI, and a page on another origin sending events (fetch, sendBeacon) in headless Chromium
 e2e:
     bash .ci/e2e.sh

@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# End-to-end tests against a real `app run` (API and worker) on a fresh database:
-#   1. sdk:     generates a Python client from openapi.yaml (openapi-python-client) and sends,
-#               follows and reads back a batch of every event type through it (e2e/sdk/);
-#   2. swagger: /docs in headless Chromium renders every operation, and "Try it out" on
-#               POST /v1/events with the example gets a 202 (e2e/swagger/).
+# End-to-end tests against a real `app run` (API and worker) on a fresh database, with an
+# ingest key and a read key made by `app keys create` (and a read key of a second game):
+#   1. sdk:     generates a Python client from openapi.yaml (openapi-python-client) and sends
+#               (ingest key), follows and reads back (read key) a batch of every event type
+#               through it; missing and wrong keys get typed 401/403/404 problems (e2e/sdk/);
+#   2. swagger: /docs in headless Chromium renders every operation; after Authorize with the
+#               ingest key, "Try it out" on POST /v1/events with the example gets a 202, and
+#               after Authorize with the read key, GET /v1/batches/{id} of that batch a 200
+#               (e2e/browser/test_swagger.mjs);
+#   3. cross-origin: a page served from a second local origin sends a batch with fetch
+#               (through a real CORS preflight) and one with navigator.sendBeacon, in headless
+#               Chromium; both end up stored (e2e/browser/test_cross_origin.mjs).
 # Installs what it needs (chromium from apt, a pinned Python venv under
 # ${XDG_CACHE_HOME:-~/.cache}/app-ci/, npm ci). Idempotent; safe to rerun. Needs PostgreSQL on
 # 127.0.0.1:5432 (or TEST_DATABASE_SERVER=postgres://user:password@host:port).
@@ -63,8 +70,8 @@ step "Python venv for the SDK (pinned: e2e/sdk/requirements.txt)"
 venv="$(e2e/sdk/venv.sh)"
 echo "$venv"
 
-step "npm ci (e2e/swagger: playwright-core, pinned by package-lock.json)"
-(cd e2e/swagger && npm ci --no-audit --no-fund --loglevel=error)
+step "npm ci (e2e/browser: playwright-core, pinned by package-lock.json)"
+(cd e2e/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 step "cargo build --locked"
 cargo build --locked
@@ -81,7 +88,8 @@ echo "ready"
 step "app run on a fresh database ($db)"
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 url="http://127.0.0.1:$port"
-DATABASE_URL="$server/$db" RUST_LOG="${RUST_LOG:-info,sqlx=warn,sqlxmq=warn,poem=warn}" NO_COLOR=1 \
+# Text logs: the cross-origin test reads the access log (the preflight's line, the beacon's).
+DATABASE_URL="$server/$db" RUST_LOG="${RUST_LOG:-info,sqlx=warn,sqlxmq=warn,poem=warn}" NO_COLOR=1 LOG_FORMAT=text \
   "$app" run --bind "127.0.0.1:$port" >"$work/app.log" 2>&1 &
 app_pid=$!
 deadline=$((SECONDS + 60))
@@ -98,6 +106,24 @@ until curl -fsS -o /dev/null "$url/readyz" 2>/dev/null; do
 done
 echo "ready at $url (pid $app_pid)"
 
+step "API keys: app keys create (while the API runs: a new key must work at once)"
+# create_key VAR GAME SCOPE: the key is alone on the last line of the command's output; the
+# rest is shown, the key is not (the tests get it from the environment).
+create_key() {
+  local out key
+  out="$(DATABASE_URL="$server/$db" "$app" keys create --game "$2" --scope "$3")" \
+    || fail "app keys create --game $2 --scope $3 failed (output above)"
+  printf '%s\n' "$out" | sed '$d'
+  key="$(printf '%s\n' "$out" | tail -n 1)"
+  [[ "$key" =~ ^[A-Za-z0-9]{16,}$ ]] \
+    || fail "app keys create --game $2 --scope $3: the last line of its output is not a key"
+  printf -v "$1" '%s' "$key"
+}
+create_key APP_INGEST_KEY e2e ingest
+create_key APP_READ_KEY e2e read
+create_key APP_OTHER_READ_KEY e2e-other read
+export APP_INGEST_KEY APP_READ_KEY APP_OTHER_READ_KEY
+
 failures=()
 
 step "SDK: generate the Python client from openapi.yaml, then drive every event type through it"
@@ -108,11 +134,18 @@ else
   failures+=("sdk (e2e/sdk: client generation or test_sdk.py, output above)")
 fi
 
-step "Swagger UI: /docs in headless Chromium, Try it out on POST /v1/events"
-if node e2e/swagger/test_swagger.mjs --base-url "$url" --screenshots "$work/screenshots"; then
+step "Swagger UI: /docs in headless Chromium; Authorize, then Try it out on POST /v1/events and GET /v1/batches/{id}"
+if node e2e/browser/test_swagger.mjs --base-url "$url" --screenshots "$work/screenshots"; then
   :
 else
-  failures+=("swagger (e2e/swagger/test_swagger.mjs, output above; screenshots in $work/screenshots)")
+  failures+=("swagger (e2e/browser/test_swagger.mjs, output above; screenshots in $work/screenshots)")
+fi
+
+step "Cross-origin: a page on a second local origin sends with fetch (preflight) and sendBeacon, in headless Chromium"
+if node e2e/browser/test_cross_origin.mjs --base-url "$url" --app-log "$work/app.log" --screenshots "$work/screenshots"; then
+  :
+else
+  failures+=("cross-origin (e2e/browser/test_cross_origin.mjs, output above; app log $work/app.log)")
 fi
 
 if ! kill -0 "$app_pid" 2>/dev/null; then
@@ -129,4 +162,4 @@ if ((${#failures[@]})); then
   printf '  - %s\n' "${failures[@]}" >&2
   exit 1
 fi
-printf '\nE2E PASSED: sdk, swagger (%ds)\n' "$SECONDS"
+printf '\nE2E PASSED: sdk, swagger, cross-origin (%ds)\n' "$SECONDS"

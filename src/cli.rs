@@ -3,7 +3,9 @@
 use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
 
+use crate::auth::Scope;
 use crate::config::{DatabaseSettings, RetrySettings, ServeSettings, WorkSettings};
+use crate::domain::{GameName, Origin};
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
@@ -46,6 +48,8 @@ pub enum Command {
         work: WorkSettings,
     },
     /// Migrate, then serve the API and run a worker in this one process: the quick start.
+    /// On a database without any API key, it first creates the game `demo` with an ingest
+    /// key and a read key, and prints them (once).
     Run {
         #[command(flatten)]
         db: DatabaseSettings,
@@ -67,6 +71,96 @@ pub enum Command {
     Failed {
         #[command(subcommand)]
         action: FailedCommand,
+    },
+    /// Games: each has its own players, sessions, events and keys.
+    Games {
+        #[command(subcommand)]
+        action: GamesCommand,
+    },
+    /// API keys: each belongs to one game and has one scope (ingest or read).
+    Keys {
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GamesCommand {
+    /// Create a game.
+    Create {
+        /// 1 to 64 lower-case letters, digits, '.', '_' and '-'.
+        name: GameName,
+        #[command(flatten)]
+        db: DatabaseSettings,
+    },
+    /// List the games, with their rate limits, origins and keys.
+    List {
+        #[command(flatten)]
+        db: DatabaseSettings,
+    },
+    /// Set a game's own rate limit, or give it back the default (--default).
+    Limit {
+        name: GameName,
+        /// Events per second the game may send, sustained (0: no limit for this game).
+        #[arg(
+            long,
+            value_name = "EVENTS_PER_SEC",
+            required_unless_present = "default"
+        )]
+        events_per_sec: Option<u32>,
+        /// Events it may send at once above that rate (default: one second's worth, at
+        /// least 1000).
+        #[arg(long, value_name = "EVENTS", requires = "events_per_sec",
+              value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64))]
+        burst: Option<u32>,
+        /// Use the API's default limit (--rate-limit) again.
+        #[arg(long, conflicts_with_all = ["events_per_sec", "burst"])]
+        default: bool,
+        #[command(flatten)]
+        db: DatabaseSettings,
+    },
+    /// Accept the game's events from these browser origins only, or from any (--any).
+    Origins {
+        name: GameName,
+        /// Origins as browsers send them: https://game.example, http://localhost:8000.
+        #[arg(required_unless_present = "any", num_args = 1..=100)]
+        origins: Vec<Origin>,
+        /// Accept any origin again (the default: ingest keys are publishable).
+        #[arg(long, conflicts_with = "origins")]
+        any: bool,
+        #[command(flatten)]
+        db: DatabaseSettings,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key, and the game too if it is missing. The key is printed once, alone on
+    /// the last line of the output; only its hash is stored.
+    Create {
+        /// The game the key is for.
+        #[arg(long)]
+        game: GameName,
+        /// ingest: publishable, sends events; read: secret, reads batches and events.
+        #[arg(long, value_enum)]
+        scope: Scope,
+        #[command(flatten)]
+        db: DatabaseSettings,
+    },
+    /// List keys, one a line: id, game, scope, first 8 characters, created, revoked.
+    List {
+        /// Only this game's keys.
+        #[arg(long)]
+        game: Option<GameName>,
+        #[command(flatten)]
+        db: DatabaseSettings,
+    },
+    /// Revoke a key: every API process refuses it within seconds.
+    Revoke {
+        /// The key's id (from `app keys list`), not the key itself.
+        key_id: Uuid,
+        #[command(flatten)]
+        db: DatabaseSettings,
     },
 }
 
@@ -117,5 +211,32 @@ mod tests {
         assert!(Cli::try_parse_from(["app", "failed", "retry"]).is_err());
         assert!(Cli::try_parse_from(["app", "failed", "retry", "--all", id]).is_err());
         assert!(Cli::try_parse_from(["app", "failed", "retry", "not-a-uuid"]).is_err());
+    }
+
+    #[test]
+    fn keys_and_games_take_checked_names_scopes_and_origins() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["app"], args].concat());
+        assert!(parse(&["keys", "create", "--game", "demo", "--scope", "ingest"]).is_ok());
+        assert!(parse(&["keys", "create", "--game", "demo", "--scope", "admin"]).is_err());
+        assert!(parse(&["keys", "create", "--game", "Demo!", "--scope", "read"]).is_err());
+        assert!(parse(&["keys", "list"]).is_ok());
+        assert!(parse(&["keys", "revoke", "not-a-uuid"]).is_err());
+        assert!(parse(&["games", "limit", "demo", "--events-per-sec", "100"]).is_ok());
+        assert!(parse(&["games", "limit", "demo", "--default"]).is_ok());
+        assert!(parse(&["games", "limit", "demo"]).is_err());
+        assert!(parse(&["games", "limit", "demo", "--burst", "5"]).is_err());
+        assert!(parse(&[
+            "games",
+            "limit",
+            "demo",
+            "--default",
+            "--events-per-sec",
+            "1"
+        ])
+        .is_err());
+        assert!(parse(&["games", "origins", "demo", "https://game.example"]).is_ok());
+        assert!(parse(&["games", "origins", "demo", "--any"]).is_ok());
+        assert!(parse(&["games", "origins", "demo"]).is_err());
+        assert!(parse(&["games", "origins", "demo", "game.example"]).is_err());
     }
 }

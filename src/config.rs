@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::auth::RateLimit;
 use crate::deadlines::ConnectionLimits;
 
 /// Matches the `db` service of docker-compose.yml.
@@ -67,6 +68,40 @@ pub struct ServeSettings {
 
     #[command(flatten)]
     pub retry: RetrySettings,
+
+    #[command(flatten)]
+    pub rate_limit: RateLimitSettings,
+}
+
+/// Every game's rate limit, unless it has one of its own (`app games limit`). Each API
+/// process enforces it on its own: see the README for several processes.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct RateLimitSettings {
+    /// Events per second a game may send, sustained (0: no limit).
+    #[arg(
+        long = "rate-limit",
+        env = "RATE_LIMIT_EVENTS_PER_SEC",
+        value_name = "EVENTS_PER_SEC",
+        default_value_t = 0
+    )]
+    pub events_per_sec: u32,
+
+    /// Events a game may send at once above its sustained rate. Default: one second's
+    /// worth, and at least 1000 (one full batch).
+    #[arg(
+        long = "rate-limit-burst",
+        env = "RATE_LIMIT_BURST",
+        value_name = "EVENTS",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub burst: Option<u32>,
+}
+
+impl RateLimitSettings {
+    /// `None` when there is no default limit.
+    pub fn default_limit(&self) -> Option<RateLimit> {
+        RateLimit::new(self.events_per_sec, self.burst)
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -5,14 +5,17 @@
 //! normalized tables ([`store`]).
 
 pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod db;
 pub mod deadlines;
 pub mod domain;
 pub mod metrics;
 pub mod queue;
+pub mod rate_limit;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -12,10 +12,12 @@ use sqlx::PgPool;
 use tokio::time::Instant;
 
 use crate::api::{self, ApiState};
+use crate::auth::KeyCache;
 use crate::config::{DatabaseSettings, ServeSettings};
 use crate::db::{self, DbError};
 use crate::deadlines::{DeadlineAcceptor, RequestBodyTimeout};
 use crate::queue::Queue;
+use crate::rate_limit::RateLimiter;
 
 /// How long start-up waits for the database to accept connections.
 const DATABASE_WAIT: Duration = Duration::from_secs(60);
@@ -63,6 +65,8 @@ impl ApiServer {
             local_addr,
             state: ApiState {
                 queue: Queue::start(pool.clone(), settings.retry),
+                keys: KeyCache::start(pool.clone()),
+                limits: std::sync::Arc::new(RateLimiter::new(settings.rate_limit.default_limit())),
                 pool,
             },
             body_timeout: RequestBodyTimeout(timeouts.request_body_timeout()),

@@ -1,12 +1,19 @@
 """End-to-end test of the Python client generated from openapi.yaml (e2e/sdk/generate.sh).
 
 Against a running `app` (API and worker), using only the generated types and functions:
-sends one batch holding every event type, follows the batch until it is completed, reads
-every event back and compares it field by field with what was sent. Then checks that a
-resent batch is all duplicates, that an invalid batch gets a typed 422 problem, and that
-an unknown event id gets a typed 404.
+sends one batch holding every event type with an ingest key (`AuthenticatedClient`),
+follows the batch until it is completed and reads every event back with a read key,
+comparing each field by field with what was sent. Then checks that a resent batch is all
+duplicates, that an invalid batch gets a typed 422 problem, and that an unknown event id
+gets a typed 404. And the keys: a batch sent with no key gets a typed 401, a read with the
+ingest key and a batch sent with the read key get typed 403s, a read key of another game
+finds nothing (404), and no refused batch was stored.
 
-    python e2e/sdk/test_sdk.py --base-url http://127.0.0.1:8080
+    APP_INGEST_KEY=... APP_READ_KEY=... [APP_OTHER_READ_KEY=...] \
+      python e2e/sdk/test_sdk.py --base-url http://127.0.0.1:8080
+
+The keys come from `app keys create --game GAME --scope ingest|read` (the last line of its
+output); APP_OTHER_READ_KEY, a read key of another game, is optional (.ci/e2e.sh sets it).
 
 The client package must be importable: the script adds sdk/python (where `just sdk` puts it)
 to sys.path. Exits 0 when every check passes, 1 with a message naming the failed check.
@@ -29,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, os.environ.get("SDK_DIR", str(ROOT / "sdk" / "python")))
 
 try:
-    from game_events_client import Client
+    from game_events_client import AuthenticatedClient, Client
     from game_events_client.api.batches import get_batch
     from game_events_client.api.events import get_event, ingest_events
     from game_events_client.models import (
@@ -179,7 +186,7 @@ def normalized(event_dict: dict) -> dict:
     return d
 
 
-def wait_completed(client: Client, batch_id: uuid.UUID, deadline_s: float) -> BatchStatus:
+def wait_completed(client: AuthenticatedClient, batch_id: uuid.UUID, deadline_s: float) -> BatchStatus:
     deadline = time.monotonic() + deadline_s
     last = None
     while time.monotonic() < deadline:
@@ -195,8 +202,60 @@ def wait_completed(client: Client, batch_id: uuid.UUID, deadline_s: float) -> Ba
     raise CheckFailed(f"batch {batch_id} not completed within {deadline_s}s (last status: {last and last.status})")
 
 
-def run(base_url: str, deadline_s: float) -> None:
-    client = Client(base_url=base_url, raise_on_unexpected_status=True, timeout=None)
+def refused(r, status: int, what: str) -> Problem:
+    """A response refused with `status`, parsed as the generated Problem of that status."""
+    check(r.status_code == status, f"{what}: expected {status}, got {r.status_code}: {r.content!r}")
+    check(isinstance(r.parsed, Problem), f"{what}: the {status} body did not parse as a Problem: {r.parsed!r}")
+    conforms(r.parsed, "Problem")
+    check(r.parsed.status == status, f"{what}: Problem.status is {r.parsed.status}, the response's {status}")
+    return r.parsed
+
+
+def one_custom_event_batch(now: dt.datetime, name: str) -> EventBatch:
+    return EventBatch(events=[EventCustomEvent(
+        type_=EventCustomEventType.CUSTOM, name=name, event_id=uuid7(), player_id="sdk-e2e-refused",
+        session_id=uuid7(), occurred_at=now.replace(microsecond=0))])
+
+
+def check_keys_refused(anonymous: Client, ingest: AuthenticatedClient, reader: AuthenticatedClient,
+                       now: dt.datetime, batch_id: uuid.UUID) -> list[uuid.UUID]:
+    """The key checks, each answered with the generated Problem; returns the event ids of the
+    batches refused, which must never be stored."""
+    no_key = one_custom_event_batch(now, "refused:no-key")
+    r = ingest_events.sync_detailed(client=anonymous, body=no_key)
+    problem = refused(r, 401, "POST /v1/events with no key")
+    challenge = r.headers.get("www-authenticate", "")
+    check(challenge.lower().startswith("bearer"), f"POST /v1/events with no key: 401 without a Bearer "
+          f"WWW-Authenticate challenge ({challenge!r})")
+    print(f"ok   POST /v1/events with no key: 401 Problem ({problem.type_}), WWW-Authenticate: {challenge}")
+
+    with_read_key = one_custom_event_batch(now, "refused:read-key")
+    problem = refused(ingest_events.sync_detailed(client=reader, body=with_read_key), 403,
+                      "POST /v1/events with a read key")
+    print(f"ok   POST /v1/events with the read key: 403 Problem ({problem.type_})")
+
+    problem = refused(get_batch.sync_detailed(batch_id, client=ingest), 403,
+                      f"GET /v1/batches/{batch_id} with the ingest key")
+    print(f"ok   GET /v1/batches/{{id}} with the ingest key: 403 Problem ({problem.type_})")
+    event_id = no_key.events[0].event_id
+    problem = refused(get_event.sync_detailed(event_id, client=ingest), 403,
+                      f"GET /v1/events/{event_id} with the ingest key")
+    print(f"ok   GET /v1/events/{{id}} with the ingest key: 403 Problem ({problem.type_})")
+
+    problem = refused(get_batch.sync_detailed(batch_id, client=anonymous), 401,
+                      f"GET /v1/batches/{batch_id} with no key")
+    print(f"ok   GET /v1/batches/{{id}} with no key: 401 Problem ({problem.type_})")
+    return [no_key.events[0].event_id, with_read_key.events[0].event_id]
+
+
+def run(base_url: str, deadline_s: float, ingest_key: str, read_key: str, other_read_key: str | None) -> None:
+    # One client a key, as an application would hold them; raise_on_unexpected_status makes
+    # any status that openapi.yaml does not declare an error.
+    def authenticated(key: str) -> AuthenticatedClient:
+        return AuthenticatedClient(base_url=base_url, token=key, raise_on_unexpected_status=True, timeout=None)
+
+    ingest, reader = authenticated(ingest_key), authenticated(read_key)
+    anonymous = Client(base_url=base_url, raise_on_unexpected_status=True, timeout=None)
     now = dt.datetime.now(dt.timezone.utc)
     batch = build_batch(now)
     sent_types = sorted(e.type_.value for e in batch.events)
@@ -206,7 +265,7 @@ def run(base_url: str, deadline_s: float) -> None:
     )
 
     # Send it.
-    r = ingest_events.sync_detailed(client=client, body=batch)
+    r = ingest_events.sync_detailed(client=ingest, body=batch)
     check(r.status_code == 202, f"POST /v1/events: expected 202, got {r.status_code}: {r.content!r}")
     accepted = r.parsed
     check(isinstance(accepted, BatchAccepted), f"POST /v1/events: 202 body is not a BatchAccepted: {accepted!r}")
@@ -216,9 +275,13 @@ def run(base_url: str, deadline_s: float) -> None:
     check(location == f"/v1/batches/{accepted.batch_id}", f"Location header {location!r} for batch {accepted.batch_id}")
     print(f"ok   POST /v1/events: 202, batch {accepted.batch_id}, {accepted.accepted} events, Location {location}")
 
+    # Keys of the wrong kind, or none, are refused (the batch just sent exists, so a 403 is
+    # about the key, not about a missing batch).
+    refused_ids = check_keys_refused(anonymous, ingest, reader, now, accepted.batch_id)
+
     # Follow the batch until a worker has stored it.
     t0 = time.monotonic()
-    status = wait_completed(client, accepted.batch_id, deadline_s)
+    status = wait_completed(reader, accepted.batch_id, deadline_s)
     check(status.batch_id == accepted.batch_id, "batch status names another batch")
     check(status.accepted == 7 and status.inserted == 7 and status.duplicates == 0,
           f"completed batch: accepted {status.accepted}, inserted {status.inserted}, duplicates {status.duplicates}")
@@ -231,7 +294,7 @@ def run(base_url: str, deadline_s: float) -> None:
 
     # Read every event back, as the generated union type, and compare it with what was sent.
     for sent in batch.events:
-        r = get_event.sync_detailed(sent.event_id, client=client)
+        r = get_event.sync_detailed(sent.event_id, client=reader)
         check(r.status_code == 200, f"GET /v1/events/{sent.event_id} ({sent.type_}): {r.status_code}: {r.content!r}")
         stored = r.parsed
         check(isinstance(stored, StoredEvent), f"GET /v1/events/{sent.event_id}: not a StoredEvent: {stored!r}")
@@ -253,9 +316,9 @@ def run(base_url: str, deadline_s: float) -> None:
         print(f"ok   GET /v1/events/{{id}}: {sent.type_:<13} {len(want)} fields match")
 
     # A resent batch (a client retrying) stores nothing twice.
-    r = ingest_events.sync_detailed(client=client, body=batch)
+    r = ingest_events.sync_detailed(client=ingest, body=batch)
     check(r.status_code == 202 and isinstance(r.parsed, BatchAccepted), f"resend: {r.status_code}: {r.content!r}")
-    again = wait_completed(client, r.parsed.batch_id, deadline_s)
+    again = wait_completed(reader, r.parsed.batch_id, deadline_s)
     check(again.inserted == 0 and again.duplicates == 7, f"resend: inserted {again.inserted}, duplicates {again.duplicates}")
     print("ok   resent batch: 0 inserted, 7 duplicates")
 
@@ -263,7 +326,7 @@ def run(base_url: str, deadline_s: float) -> None:
     bad = EventBatch(events=[EventPurchaseEvent(
         type_=EventPurchaseEventType.PURCHASE, event_id=uuid7(), player_id="bad player", session_id=uuid7(),
         occurred_at=now, item_id="x", item_type="x", amount_minor=0, currency="eur")])
-    r = ingest_events.sync_detailed(client=client, body=bad)
+    r = ingest_events.sync_detailed(client=ingest, body=bad)
     check(r.status_code == 422 and isinstance(r.parsed, Problem), f"invalid batch: {r.status_code}: {r.content!r}")
     conforms(r.parsed, "Problem")
     fields = sorted(e.field for e in r.parsed.errors)
@@ -271,11 +334,30 @@ def run(base_url: str, deadline_s: float) -> None:
     print(f"ok   invalid batch: 422 Problem naming {', '.join(fields)}")
 
     missing = uuid7()
-    r = get_event.sync_detailed(missing, client=client)
+    r = get_event.sync_detailed(missing, client=reader)
     check(r.status_code == 404 and isinstance(r.parsed, Problem) and r.parsed.status == 404,
           f"GET /v1/events/{missing}: {r.status_code}: {r.content!r}")
     conforms(r.parsed, "Problem")
     print("ok   unknown event id: 404 Problem")
+
+    # The batches refused for their key were not queued: two batches sent after them have been
+    # stored meanwhile, and their events are not found.
+    for event_id in refused_ids:
+        refused(get_event.sync_detailed(event_id, client=reader), 404,
+                f"GET /v1/events/{event_id} (sent with no key or a read key, refused)")
+    print(f"ok   the {len(refused_ids)} batches refused for their key were not stored (404)")
+
+    # A read key finds only its own game's data.
+    if other_read_key:
+        other = authenticated(other_read_key)
+        refused(get_batch.sync_detailed(accepted.batch_id, client=other), 404,
+                f"GET /v1/batches/{accepted.batch_id} with another game's read key")
+        event_id = batch.events[0].event_id
+        refused(get_event.sync_detailed(event_id, client=other), 404,
+                f"GET /v1/events/{event_id} with another game's read key")
+        print("ok   another game's read key: 404 Problem for this game's batch and event")
+    else:
+        print("skip another game's read key (APP_OTHER_READ_KEY is not set)")
 
 
 def main() -> int:
@@ -283,12 +365,20 @@ def main() -> int:
     p.add_argument("--base-url", default=os.environ.get("APP_URL", "http://127.0.0.1:8080"))
     p.add_argument("--deadline", type=float, default=30.0, help="seconds to wait for a batch to complete")
     args = p.parse_args()
+    # Keys from the environment, not arguments, so that they stay out of process listings.
+    keys = {name: os.environ.get(name, "").strip() for name in ("APP_INGEST_KEY", "APP_READ_KEY", "APP_OTHER_READ_KEY")}
+    for name in ("APP_INGEST_KEY", "APP_READ_KEY"):
+        if not keys[name]:
+            print(f"FAIL sdk e2e: {name} is not set (`app keys create --game GAME --scope "
+                  f"{name.split('_')[1].lower()}`; .ci/e2e.sh sets it)", file=sys.stderr)
+            return 2
     try:
-        run(args.base_url, args.deadline)
+        run(args.base_url, args.deadline, keys["APP_INGEST_KEY"], keys["APP_READ_KEY"], keys["APP_OTHER_READ_KEY"] or None)
     except CheckFailed as e:
         print(f"FAIL sdk e2e: {e}", file=sys.stderr)
         return 1
-    print("PASS sdk e2e: the client generated from openapi.yaml sends, follows and reads back every event type")
+    print("PASS sdk e2e: the client generated from openapi.yaml sends (ingest key), follows and reads back "
+          "(read key) every event type; missing and wrong keys get typed 401, 403 and 404 problems")
     return 0
 
 

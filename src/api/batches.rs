@@ -8,6 +8,7 @@ use poem_openapi::{Enum, Object, OpenApi};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::auth::ReadKey;
 use super::events::EXAMPLE_BATCH_ID;
 use super::problem::{ApiError, LookupProblem};
 use super::{ApiState, ApiTags};
@@ -101,6 +102,8 @@ impl BatchesApi {
     ///
     /// Where the batch is: queued, processing, completed (with how many of its events
     /// were new and how many duplicates) or failed (with the last error).
+    ///
+    /// Needs a read key; finds only batches of the key's game.
     #[oai(
         path = "/v1/batches/:batch_id",
         method = "get",
@@ -109,9 +112,10 @@ impl BatchesApi {
     async fn get(
         &self,
         state: Data<&ApiState>,
+        key: ReadKey,
         batch_id: Path<Uuid>,
     ) -> Result<Json<BatchStatus>, LookupProblem> {
-        match store::read::batch(&state.pool, batch_id.0).await? {
+        match store::read::batch(&state.pool, key.0.game.id, batch_id.0).await? {
             Some(record) => Ok(Json(BatchStatus::try_from(record)?)),
             None => Err(ApiError::NotFound(format!("no batch has the id {}", batch_id.0)).into()),
         }

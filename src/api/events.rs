@@ -10,6 +10,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::auth::{IngestKey, ReadKey};
 use super::body;
 use super::observe::RequestId;
 use super::problem::{ApiError, IngestProblem, LookupProblem};
@@ -51,10 +52,19 @@ pub struct IngestBody(pub ValidBatch);
 impl Payload for IngestBody {
     const CONTENT_TYPE: &'static str = "application/json";
 
+    /// JSON, and plain text holding JSON: what `navigator.sendBeacon` sends a string as
+    /// (a browser sends `text/plain` without a CORS preflight). Any charset but UTF-8 is
+    /// refused rather than misread.
     fn check_content_type(content_type: &str) -> bool {
-        content_type
-            .parse::<mime::Mime>()
-            .is_ok_and(|m| m.type_() == mime::APPLICATION && m.subtype() == mime::JSON)
+        let Ok(mime) = content_type.parse::<mime::Mime>() else {
+            return false;
+        };
+        let json = mime.type_() == mime::APPLICATION && mime.subtype() == mime::JSON;
+        let text = mime.type_() == mime::TEXT && mime.subtype() == mime::PLAIN;
+        let utf8 = mime
+            .get_param(mime::CHARSET)
+            .is_none_or(|charset| charset == mime::UTF_8);
+        (json || text) && utf8
     }
 
     fn schema_ref() -> MetaSchemaRef {
@@ -167,20 +177,30 @@ impl EventsApi {
     /// (422 lists every invalid field). An event whose `event_id` was stored before is
     /// counted as a duplicate and not stored again, so a client may safely resend a batch
     /// whose response it did not receive.
+    ///
+    /// Needs an ingest key of the game the events belong to. Browsers may send the key as
+    /// `?key=` and the batch as `text/plain` (what `navigator.sendBeacon` does); the batch
+    /// is the same JSON either way.
     #[oai(path = "/v1/events", method = "post", operation_id = "ingest_events")]
     async fn ingest(
         &self,
         state: Data<&ApiState>,
         request_id: Data<&RequestId>,
+        key: IngestKey,
         body: IngestBody,
     ) -> Result<IngestResponse, IngestProblem> {
+        let game = &key.0.game;
         let accepted = body.0.events.len();
         debug_assert!(accepted <= MAX_EVENTS_PER_BATCH);
-        let batch_id = state.queue.enqueue(&body.0, &request_id.0 .0).await?;
+        state.limits.take(game, accepted)?;
+        let batch_id = state
+            .queue
+            .enqueue(game.id, &body.0, &request_id.0 .0)
+            .await?;
         let metrics = crate::metrics::metrics();
         metrics.events_accepted.inc_by(accepted as u64);
         metrics.batches_queued.inc();
-        tracing::info!(%batch_id, accepted, "batch queued");
+        tracing::info!(%batch_id, accepted, game = %game.name, "batch queued");
         Ok(IngestResponse::Accepted(
             Json(BatchAccepted {
                 batch_id,
@@ -192,7 +212,8 @@ impl EventsApi {
 
     /// Read a stored event
     ///
-    /// 404 until a worker has stored it.
+    /// Needs a read key; finds only events of the key's game. 404 until a worker has
+    /// stored it.
     #[oai(
         path = "/v1/events/:event_id",
         method = "get",
@@ -201,9 +222,10 @@ impl EventsApi {
     async fn get(
         &self,
         state: Data<&ApiState>,
+        key: ReadKey,
         event_id: Path<Uuid>,
     ) -> Result<Json<StoredEvent>, LookupProblem> {
-        match store::read::event(&state.pool, event_id.0).await? {
+        match store::read::event(&state.pool, key.0.game.id, event_id.0).await? {
             Some(stored) => Ok(Json(stored.into())),
             None => {
                 Err(ApiError::NotFound(format!("no stored event has the id {}", event_id.0)).into())

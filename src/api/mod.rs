@@ -1,7 +1,9 @@
 //! The HTTP API: one module per resource, one place for errors ([`problem`]).
 
+pub mod auth;
 pub mod batches;
 mod body;
+mod cors;
 pub mod events;
 pub mod health;
 pub mod observe;
@@ -10,15 +12,21 @@ pub mod problem;
 use poem::middleware::{NormalizePath, TrailingSlash};
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
+use std::sync::Arc;
+
 use sqlx::PgPool;
 
+use crate::auth::KeyCache;
 use crate::queue::Queue;
+use crate::rate_limit::RateLimiter;
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
     pub pool: PgPool,
     pub queue: Queue,
+    pub keys: KeyCache,
+    pub limits: Arc<RateLimiter>,
 }
 
 #[derive(Tags)]
@@ -59,5 +67,6 @@ pub fn app(state: ApiState) -> impl Endpoint {
         .at("/metrics", crate::metrics::endpoint(state.pool.clone()))
         .with(NormalizePath::new(TrailingSlash::Trim))
         .data(state)
+        .around(cors::cors)
         .around(observe::observe)
 }

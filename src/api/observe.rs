@@ -3,11 +3,13 @@
 
 use std::time::Instant;
 
-use poem::http::HeaderValue;
+use poem::http::{header, HeaderValue, StatusCode, Uri};
 use poem::{Endpoint, IntoResponse, Request, Response};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::auth::KEY_PARAM;
+use super::cors::INGEST_METHODS;
 use super::problem;
 use crate::metrics::{metrics, HttpLabels};
 
@@ -29,28 +31,63 @@ impl RequestId {
     }
 }
 
-/// The route template of a path, as a metrics label (bounded, unlike paths with ids).
-fn route_label(path: &str) -> &'static str {
+/// A route: its template (a metrics label, bounded unlike paths with ids) and the
+/// methods it answers (the `Allow` of a 405).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Route {
+    template: &'static str,
+    methods: &'static str,
+}
+
+const fn route(template: &'static str, methods: &'static str) -> Option<Route> {
+    Some(Route { template, methods })
+}
+
+/// The route of a path, if it is one of ours.
+fn route_of(path: &str) -> Option<Route> {
     let mut parts = path.trim_end_matches('/').split('/').skip(1);
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some("v1"), Some("events"), None, _) => "/v1/events",
-        (Some("v1"), Some("events"), Some(_), None) => "/v1/events/{event_id}",
-        (Some("v1"), Some("batches"), Some(_), None) => "/v1/batches/{batch_id}",
-        (Some("healthz"), None, ..) => "/healthz",
-        (Some("readyz"), None, ..) => "/readyz",
-        (Some("metrics"), None, ..) => "/metrics",
-        (Some("openapi.json"), None, ..) => "/openapi.json",
-        (Some("docs"), ..) => "/docs",
-        _ => "other",
+        (Some("v1"), Some("events"), None, _) => route("/v1/events", INGEST_METHODS),
+        (Some("v1"), Some("events"), Some(_), None) => route("/v1/events/{event_id}", "GET"),
+        (Some("v1"), Some("batches"), Some(_), None) => route("/v1/batches/{batch_id}", "GET"),
+        (Some("healthz"), None, ..) => route("/healthz", "GET"),
+        (Some("readyz"), None, ..) => route("/readyz", "GET"),
+        (Some("metrics"), None, ..) => route("/metrics", "GET"),
+        (Some("openapi.json"), None, ..) => route("/openapi.json", "GET"),
+        (Some("docs"), ..) => route("/docs", "GET"),
+        _ => None,
     }
+}
+
+fn route_label(path: &str) -> &'static str {
+    route_of(path).map_or("other", |r| r.template)
+}
+
+/// The request's path and query for the access log, with the value of an API key in the
+/// query (`?key=`, from browsers' sendBeacon) replaced, so that no key is ever logged.
+fn loggable_uri(uri: &Uri) -> String {
+    let path = uri.path();
+    let Some(query) = uri.query() else {
+        return path.to_owned();
+    };
+    let redacted: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if name == KEY_PARAM => format!("{KEY_PARAM}=[redacted]"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", redacted.join("&"))
 }
 
 pub async fn observe<E: Endpoint>(next: E, mut request: Request) -> poem::Result<Response> {
     let started = Instant::now();
     let request_id = RequestId::from_header(request.headers().get(REQUEST_ID_HEADER));
-    let route = route_label(request.uri().path());
+    let path = request.uri().path().to_owned();
+    let route = route_label(&path);
     let method = request.method().to_string();
-    let span = tracing::info_span!("request", request_id = %request_id.0, %method, route);
+    let uri = loggable_uri(request.uri());
+    let span = tracing::info_span!("request", request_id = %request_id.0, %method, route, %uri);
     request.extensions_mut().insert(request_id.clone());
 
     let mut response = match next.call(request).instrument(span.clone()).await {
@@ -59,6 +96,13 @@ pub async fn observe<E: Endpoint>(next: E, mut request: Request) -> poem::Result
     };
     if let Ok(value) = HeaderValue::from_str(&request_id.0) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        if let Some(route) = route_of(&path) {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(route.methods));
+        }
     }
     let status = response.status().as_u16();
     metrics()
@@ -95,6 +139,45 @@ mod tests {
         assert_eq!(route_label("/docs/index.css"), "/docs");
         assert_eq!(route_label("/v1/events/a/b"), "other");
         assert_eq!(route_label("/wp-admin"), "other");
+    }
+
+    #[test]
+    fn the_routes_allow_what_the_openapi_document_declares() {
+        let spec: serde_json::Value = serde_json::from_str(&crate::api::openapi().spec()).unwrap();
+        let paths = spec["paths"].as_object().unwrap();
+        for (template, operations) in paths {
+            let mut declared: Vec<String> = operations
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|m| m.to_ascii_uppercase())
+                .collect();
+            if template == "/v1/events" {
+                // OPTIONS is CORS's (api/cors.rs), outside the document.
+                declared.push("OPTIONS".to_owned());
+            }
+            declared.sort();
+            let route = route_of(template).unwrap_or_else(|| panic!("no route for {template}"));
+            assert_eq!(route.template, template);
+            let mut allowed: Vec<&str> = route.methods.split(", ").collect();
+            allowed.sort();
+            assert_eq!(allowed, declared, "{template}");
+        }
+    }
+
+    #[test]
+    fn keys_in_the_query_are_redacted_from_the_log() {
+        let uri = |s: &str| s.parse::<Uri>().unwrap();
+        assert_eq!(loggable_uri(&uri("/v1/events")), "/v1/events");
+        assert_eq!(
+            loggable_uri(&uri("/v1/events?key=AbC123&x=1")),
+            "/v1/events?key=[redacted]&x=1"
+        );
+        assert_eq!(
+            loggable_uri(&uri("/v1/events?x=1&key=AbC123&key=Z")),
+            "/v1/events?x=1&key=[redacted]&key=[redacted]"
+        );
+        assert_eq!(loggable_uri(&uri("/v1/events?keys=1")), "/v1/events?keys=1");
     }
 
     #[test]

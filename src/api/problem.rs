@@ -11,11 +11,15 @@ use poem_openapi::{ApiResponse, Object};
 
 use crate::domain::{BatchRejection, FieldError};
 use crate::queue::QueueError;
+use crate::rate_limit::OverLimit;
 use crate::store::ReadError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 /// What a 503 tells the client to wait before retrying, in seconds.
 const RETRY_AFTER_SECS: u32 = 2;
+/// The challenge of a 401 (RFC 6750): how to authenticate, and whether the key sent was bad.
+const CHALLENGE: &str = "Bearer realm=\"game-events\"";
+const CHALLENGE_INVALID: &str = "Bearer realm=\"game-events\", error=\"invalid_token\"";
 
 /// A problem details object (RFC 9457).
 #[derive(Debug, Clone, PartialEq, Object)]
@@ -33,7 +37,8 @@ pub struct Problem {
     /// For 422: every invalid field of every invalid event.
     #[oai(skip_serializing_if_is_none)]
     pub errors: Option<Vec<InvalidField>>,
-    /// For 413: the limit that was exceeded (bytes or events).
+    /// For 413: the limit that was exceeded (bytes or events); for 429: the game's rate
+    /// limit, in events per second.
     #[oai(skip_serializing_if_is_none)]
     pub limit: Option<u64>,
 }
@@ -75,6 +80,14 @@ impl From<FieldError> for InvalidField {
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
+    #[error("{detail}")]
+    Unauthorized {
+        detail: String,
+        /// Whether a key was sent (and was bad), as opposed to none at all.
+        key_presented: bool,
+    },
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("the request body is larger than the limit of {limit_bytes} bytes")]
@@ -89,6 +102,10 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{} invalid field(s) in the request; nothing of it was queued", .0.len())]
     InvalidEvents(Vec<FieldError>),
+    #[error("this game's rate limit of {} events per second (burst {}) is used up; \
+             nothing of this request was queued: retry after {} s",
+            .0.limit.events_per_sec, .0.limit.burst, .0.retry_after_secs())]
+    RateLimited(OverLimit),
     #[error("the database is unavailable; retry shortly")]
     Unavailable(String),
     #[error("internal error")]
@@ -99,6 +116,8 @@ impl ApiError {
     fn problem(&self) -> Problem {
         let (slug, title) = match self {
             ApiError::BadRequest(_) => ("bad-request", "Bad request"),
+            ApiError::Unauthorized { .. } => ("unauthorized", "Missing or invalid API key"),
+            ApiError::Forbidden(_) => ("forbidden", "Not allowed with this API key"),
             ApiError::NotFound(_) => ("not-found", "Not found"),
             ApiError::BodyTooLarge { .. } => ("body-too-large", "Request body too large"),
             ApiError::TooManyEvents { .. } => ("too-many-events", "Too many events"),
@@ -107,6 +126,7 @@ impl ApiError {
                 ("unsupported-media-type", "Unsupported media type")
             }
             ApiError::InvalidEvents(_) => ("invalid-events", "Invalid events"),
+            ApiError::RateLimited(_) => ("rate-limited", "Rate limit exceeded"),
             ApiError::Unavailable(_) => ("unavailable", "Service unavailable"),
             ApiError::Internal(_) => ("internal", "Internal server error"),
         };
@@ -124,6 +144,7 @@ impl ApiError {
             limit: match self {
                 ApiError::BodyTooLarge { limit_bytes } => Some(*limit_bytes as u64),
                 ApiError::TooManyEvents { limit, .. } => Some(*limit as u64),
+                ApiError::RateLimited(over) => Some(u64::from(over.limit.events_per_sec)),
                 _ => None,
             },
         }
@@ -168,6 +189,12 @@ impl From<QueueError> for ApiError {
     }
 }
 
+impl From<OverLimit> for ApiError {
+    fn from(over: OverLimit) -> Self {
+        ApiError::RateLimited(over)
+    }
+}
+
 impl From<ReadError> for ApiError {
     fn from(e: ReadError) -> Self {
         match e {
@@ -187,6 +214,8 @@ impl ResponseError for ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BodyTooLarge { .. } | ApiError::TooManyEvents { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -194,6 +223,7 @@ impl ResponseError for ApiError {
             ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::InvalidEvents(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -206,11 +236,26 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let mut response = problem_response(&self.problem());
-        if matches!(self, ApiError::Unavailable(_)) {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                header::HeaderValue::from(RETRY_AFTER_SECS),
-            );
+        let headers = response.headers_mut();
+        match self {
+            ApiError::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, RETRY_AFTER_SECS.into());
+            }
+            ApiError::RateLimited(over) => {
+                headers.insert(header::RETRY_AFTER, over.retry_after_secs().into());
+            }
+            ApiError::Unauthorized { key_presented, .. } => {
+                let challenge = if *key_presented {
+                    CHALLENGE_INVALID
+                } else {
+                    CHALLENGE
+                };
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static(challenge),
+                );
+            }
+            _ => {}
         }
         if matches!(self, ApiError::RequestTimeout { .. }) {
             // The rest of the body may still be on its way: the connection cannot carry
@@ -308,10 +353,13 @@ problem_set!(
     /// The errors of `POST /v1/events`.
     IngestProblem:
     400 => "The body is not valid JSON.",
+    401 => "No API key, or one that is unknown or revoked (see `WWW-Authenticate`).",
+    403 => "A read key, or a browser origin this game does not accept.",
     408 => "The body did not all arrive in time (60 s after the head, by default); the connection is closed.",
     413 => "The body is over 1 MiB (decompressed), or carries more than 1000 events.",
-    415 => "The body is not `application/json`, or its `Content-Encoding` is neither identity nor gzip.",
+    415 => "The body is not `application/json` (or `text/plain`, as `sendBeacon` sends it), or its `Content-Encoding` is neither identity nor gzip.",
     422 => "Some events are invalid; `errors` lists every invalid field. Nothing was queued.",
+    429 => "The game's rate limit is used up; nothing was queued. Retry after `Retry-After` seconds.",
     503 => "The database is unavailable; retry after `Retry-After` seconds.",
 );
 
@@ -319,6 +367,8 @@ problem_set!(
     /// The errors of lookups by id.
     LookupProblem:
     400 => "The id is not a UUID.",
-    404 => "Nothing with this id (an event is found once it has been processed).",
+    401 => "No API key, or one that is unknown or revoked (see `WWW-Authenticate`); read keys go in the `Authorization` header only.",
+    403 => "An ingest key: reading needs a read key.",
+    404 => "Nothing with this id in the key's game (an event is found once it has been processed).",
     503 => "The database is unavailable; retry after `Retry-After` seconds.",
 );

@@ -13,14 +13,20 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::load::GenEvent;
+use crate::domain::GameId;
 
 /// The columns of `events`, in COPY order.
-pub const COLUMNS: &str = "event_id, event_type, player_id, session_id, occurred_at, \
+pub const COLUMNS: &str = "game_id, event_id, event_type, player_id, session_id, occurred_at, \
                            client_occurred_at, batch_id, received_at, processed_at";
 
-/// The COPY data (text format) for `events`, cut into batches at `bounds`, each batch
-/// with a fresh UUIDv7 batch id, as received and processed at `at`.
-pub fn copy_data(events: &[GenEvent], bounds: &[usize], at: OffsetDateTime) -> Vec<u8> {
+/// The COPY data (text format) for `events` of game `game`, cut into batches at
+/// `bounds`, each batch with a fresh UUIDv7 batch id, as received and processed at `at`.
+pub fn copy_data(
+    events: &[GenEvent],
+    bounds: &[usize],
+    game: GameId,
+    at: OffsetDateTime,
+) -> Vec<u8> {
     let ts = |t: OffsetDateTime| t.format(&Rfc3339).expect("formattable");
     let at = ts(at);
     let mut out = String::with_capacity(events.len() * 200);
@@ -29,7 +35,8 @@ pub fn copy_data(events: &[GenEvent], bounds: &[usize], at: OffsetDateTime) -> V
         for e in &events[w[0]..w[1]] {
             let occurred = ts(e.occurred_at);
             // The generator's values need no escaping, but stay correct if one ever does.
-            let fields: [&dyn std::fmt::Display; 9] = [
+            let fields: [&dyn std::fmt::Display; 10] = [
+                &game,
                 &e.event_id,
                 &e.detail.type_name(),
                 &e.player_id,
@@ -115,7 +122,7 @@ async fn copy_into(
 
 #[cfg(test)]
 mod tests {
-    use super::super::load::Workload;
+    use super::super::load::{IdKind, Workload};
     use super::*;
 
     #[test]
@@ -126,20 +133,21 @@ mod tests {
     }
 
     #[test]
-    fn one_row_per_event_with_nine_columns_and_one_batch_id_per_request() {
+    fn one_row_per_event_with_ten_columns_and_one_batch_id_per_request() {
         let now = time::macros::datetime!(2026-11-25 14:00:00 UTC);
-        let w = Workload::generate(250, 100, 10, 1, now);
-        let data = copy_data(&w.events, &w.bounds, now);
+        let w = Workload::generate(250, 100, 10, 1, now, IdKind::V7);
+        let data = copy_data(&w.events, &w.bounds, GameId(3), now);
         let text = std::str::from_utf8(&data).unwrap();
         let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
         assert_eq!(rows.len(), 250);
-        assert!(rows.iter().all(|r| r.len() == 9));
-        let batches: std::collections::HashSet<&str> = rows.iter().map(|r| r[6]).collect();
+        assert!(rows.iter().all(|r| r.len() == 10));
+        let batches: std::collections::HashSet<&str> = rows.iter().map(|r| r[7]).collect();
         assert_eq!(batches.len(), 3);
         let first = &rows[0];
-        assert_eq!(first[0], w.events[0].event_id.to_string());
-        assert_eq!(first[1], "session_start");
-        assert!(first[2].starts_with("player-"));
-        assert_eq!(first[7], "2026-11-25T14:00:00Z");
+        assert_eq!(first[0], "3");
+        assert_eq!(first[1], w.events[0].event_id.to_string());
+        assert_eq!(first[2], "session_start");
+        assert!(first[3].starts_with("player-"));
+        assert_eq!(first[8], "2026-11-25T14:00:00Z");
     }
 }

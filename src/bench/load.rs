@@ -157,10 +157,28 @@ pub struct GenEvent {
 }
 
 #[derive(Serialize)]
-struct RequestBody<'a> {
+pub struct RequestBody<'a> {
     #[serde(with = "time::serde::rfc3339")]
-    sent_at: OffsetDateTime,
-    events: &'a [GenEvent],
+    pub sent_at: OffsetDateTime,
+    pub events: &'a [GenEvent],
+}
+
+/// The kind of event and session ids a generator makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IdKind {
+    /// Time-ordered (UUIDv7), as the README recommends.
+    V7,
+    /// Random (UUIDv4), as many SDKs send.
+    V4,
+}
+
+impl IdKind {
+    fn make(self) -> Uuid {
+        match self {
+            IdKind::V7 => Uuid::now_v7(),
+            IdKind::V4 => Uuid::new_v4(),
+        }
+    }
 }
 
 /// A session in progress on one player's device.
@@ -219,15 +237,22 @@ pub struct Generator {
     rng: Rng,
     now: OffsetDateTime,
     sessions: Vec<Option<Session>>,
+    ids: IdKind,
 }
 
 impl Generator {
-    pub fn new(seed: u64, players: u32, now: OffsetDateTime) -> Self {
+    pub fn new(seed: u64, players: u32, now: OffsetDateTime, ids: IdKind) -> Self {
         Self {
             rng: Rng::new(seed),
             now,
             sessions: vec![None; players.max(1) as usize],
+            ids,
         }
+    }
+
+    /// Moves the generator's clock on (events never happen after it).
+    pub fn set_now(&mut self, now: OffsetDateTime) {
+        self.now = now;
     }
 
     /// The next `n` events of one random player.
@@ -247,7 +272,7 @@ impl Generator {
                 // Sessions started up to two hours ago; their events stay in the past.
                 let started_at = self.now - Duration::from_secs(rng.between(3_600, 7_200));
                 let s = Session {
-                    id: Uuid::now_v7(),
+                    id: self.ids.make(),
                     started_at,
                     clock: started_at,
                     remaining: rng.between(8, 118) as u32,
@@ -280,7 +305,7 @@ impl Generator {
         };
         GenEvent {
             detail,
-            event_id: Uuid::now_v7(),
+            event_id: self.ids.make(),
             player_id: PlayerRef(player),
             session_id: session.id,
             occurred_at: session.clock.min(self.now),
@@ -350,9 +375,10 @@ impl Workload {
         players: u32,
         seed: u64,
         now: OffsetDateTime,
+        ids: IdKind,
     ) -> Self {
         let batch_size = batch_size.max(1);
-        let mut generator = Generator::new(seed, players, now);
+        let mut generator = Generator::new(seed, players, now, ids);
         let mut events = Vec::with_capacity(total);
         let mut bounds = vec![0];
         while events.len() < total {
@@ -519,7 +545,7 @@ mod tests {
 
     #[test]
     fn every_generated_request_passes_the_apis_validation() {
-        let w = Workload::generate(3_000, 100, 50, 7, now());
+        let w = Workload::generate(3_000, 100, 50, 7, now(), IdKind::V7);
         assert_eq!(w.requests(), 30);
         for body in &w.bodies {
             let value: serde_json::Value = serde_json::from_slice(body).unwrap();
@@ -531,7 +557,7 @@ mod tests {
 
     #[test]
     fn the_mix_has_every_type_many_players_and_sessions_and_unique_v7_ids() {
-        let w = Workload::generate(20_000, 1, 1_000, 1, now());
+        let w = Workload::generate(20_000, 1, 1_000, 1, now(), IdKind::V7);
         let types: HashSet<_> = w.events.iter().map(|e| e.detail.type_name()).collect();
         assert_eq!(types.len(), 7, "{types:?}");
         let players: HashSet<_> = w.events.iter().map(|e| e.player_id.0).collect();
@@ -545,14 +571,14 @@ mod tests {
 
     #[test]
     fn requests_split_the_total_and_the_last_one_takes_the_rest() {
-        let w = Workload::generate(250, 100, 10, 3, now());
+        let w = Workload::generate(250, 100, 10, 3, now(), IdKind::V7);
         assert_eq!(w.bounds, vec![0, 100, 200, 250]);
         assert_eq!(w.events.len(), 250);
     }
 
     #[test]
     fn a_session_starts_before_its_other_events_and_ends_once() {
-        let w = Workload::generate(5_000, 50, 3, 9, now());
+        let w = Workload::generate(5_000, 50, 3, 9, now(), IdKind::V7);
         let mut started = HashSet::new();
         let mut ended = HashSet::new();
         for e in &w.events {

@@ -10,6 +10,7 @@
 //! Throughput figures are taken from this tool only, never from timed tests.
 
 pub mod ceiling;
+pub mod growth;
 pub mod load;
 pub mod report;
 pub mod stats;
@@ -26,9 +27,10 @@ use sqlx::PgPool;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::auth::{KeyHash, Scope};
 use crate::config::DatabaseSettings;
-use crate::domain::MAX_EVENTS_PER_BATCH;
-use load::Workload;
+use crate::domain::{GameId, MAX_EVENTS_PER_BATCH};
+use load::{IdKind, Workload};
 use report::{CeilingReport, Errors, Report, StoredLatency};
 use stats::Latencies;
 use wait::{AcceptedSet, WaitPolicy};
@@ -39,8 +41,9 @@ pub struct BenchArgs {
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
 
-    /// Events to send in all.
-    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    /// Events to send in all (up to 10 million, whose bodies are made before the clock
+    /// starts; with --growth, any number).
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
     pub events: u64,
 
     /// Events per request (1 to 1000).
@@ -59,6 +62,30 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 
+    /// Event and session ids: time-ordered (v7, as the README recommends) or random (v4,
+    /// as many SDKs send).
+    #[arg(long, value_enum, default_value = "v7")]
+    pub ids: IdKind,
+
+    /// Measure the storing rate as stored data grows: stream the events (made as they are
+    /// sent, with time moving on) and report the rate per --window-secs against the events
+    /// stored so far, instead of one figure for the run. No COPY ceiling.
+    #[arg(long)]
+    pub growth: bool,
+
+    /// With --growth: the window each rate is measured over, in seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub window_secs: u64,
+
+    /// With --growth: hold one REPEATABLE READ snapshot open from AT seconds into the run
+    /// (as pg_dump or a long analytical query does) for --hold-snapshot-secs.
+    #[arg(long, value_name = "AT", requires = "growth")]
+    pub hold_snapshot_at: Option<u64>,
+
+    /// How long the snapshot is held, in seconds.
+    #[arg(long, default_value_t = 100, value_name = "SECS")]
+    pub hold_snapshot_for: u64,
+
     /// Give up on a request after this many seconds (counted as a transport error).
     #[arg(long, default_value_t = 30)]
     pub request_timeout_secs: u64,
@@ -75,6 +102,11 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_ceiling: bool,
 
+    /// The ingest key to send events with. Without one, the benchmark makes a key of the
+    /// game `bench` in the database (as `app keys create` would).
+    #[arg(long, env = "BENCH_INGEST_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+
     /// Also write every figure as one JSON object: to PATH, or to stdout without PATH (the
     /// text report then goes to stderr).
     #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "-")]
@@ -90,7 +122,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let batch_size = args.batch_size as usize;
     let concurrency = args.concurrency as usize;
     let pool = crate::db::pool(&args.db)?;
+    let (key, game) = ingest_key(&pool, args.key.as_deref()).await?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}")
+            .parse()
+            .context("the key is not a header value")?,
+    );
     let client = reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(Duration::from_secs(args.request_timeout_secs))
         .pool_max_idle_per_host(concurrency)
         .tcp_nodelay(true)
@@ -101,6 +142,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .execute(&pool)
         .await
         .context("cannot read the batches table at --database-url")?;
+    if args.growth {
+        let report = growth::run(&args, &pool, &client, &base, game).await?;
+        return emit(report.to_text(), &report, args.json.as_deref());
+    }
 
     eprintln!(
         "generating {} events in requests of {batch_size}…",
@@ -112,6 +157,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.players,
         args.seed,
         OffsetDateTime::now_utc(),
+        args.ids,
     );
     let bodies: Vec<(Vec<u8>, u32)> = std::mem::take(&mut workload.bodies)
         .into_iter()
@@ -158,7 +204,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .take_while(|&b| b < n)
             .chain([n])
             .collect();
-        let data = ceiling::copy_data(&workload.events[..n], &bounds, OffsetDateTime::now_utc());
+        let data = ceiling::copy_data(
+            &workload.events[..n],
+            &bounds,
+            game,
+            OffsetDateTime::now_utc(),
+        );
         drop(workload);
         let c = ceiling::measure(&pool, &data, accepted_events).await?;
         Some(CeilingReport {
@@ -200,7 +251,25 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .and_then(|c| stats::ratio(end_to_end_events_per_sec, c.events_per_sec)),
         ceiling,
     };
-    emit(&report, args.json.as_deref())
+    emit(report.to_text(), &report, args.json.as_deref())
+}
+
+/// The key to send with, and its game: `key`, or a new key of the game `bench`.
+async fn ingest_key(pool: &PgPool, key: Option<&str>) -> anyhow::Result<(String, GameId)> {
+    let key = match key {
+        Some(key) => key.to_owned(),
+        None => {
+            let bench = "bench".parse().map_err(anyhow::Error::msg)?;
+            let new = crate::store::games::create_key(pool, &bench, Scope::Ingest)
+                .await
+                .context("cannot make an ingest key for the game bench")?;
+            new.key.reveal().to_owned()
+        }
+    };
+    let game = crate::store::games::game_of_key(pool, &KeyHash::of(&key))
+        .await?
+        .context("the ingest key is unknown or revoked")?;
+    Ok((key, game))
 }
 
 fn progress_bar(len: u64, what: &'static str) -> ProgressBar {
@@ -257,8 +326,12 @@ async fn stored_latency(
     })
 }
 
-fn emit(report: &Report, json: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let text = report.to_text();
+/// Prints the text report, and the JSON one where asked.
+fn emit(
+    text: String,
+    report: &impl serde::Serialize,
+    json: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     match json {
         None => print!("{text}"),
         Some(path) if path.as_os_str() == "-" => {

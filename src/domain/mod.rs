@@ -4,8 +4,10 @@ pub mod batch;
 pub mod event;
 pub mod examples;
 pub mod fields;
+pub mod game;
 
 pub use batch::{
     validate_batch, BatchRejection, ClockSkew, FieldError, ValidBatch, MAX_EVENTS_PER_BATCH,
 };
 pub use event::{Event, EventHeader, EventType};
+pub use game::{GameId, GameName, Origin};

@@ -9,6 +9,8 @@ use crate::config::RetrySettings;
 #[derive(Debug, Clone, PartialEq)]
 pub struct FailedBatch {
     pub batch_id: Uuid,
+    /// The name of its game.
+    pub game: String,
     pub accepted: i32,
     pub attempts: i32,
     pub last_error: Option<String>,
@@ -18,8 +20,9 @@ pub struct FailedBatch {
 pub async fn list(pool: &PgPool) -> Result<Vec<FailedBatch>, sqlx::Error> {
     sqlx::query_as!(
         FailedBatch,
-        "SELECT batch_id, accepted, attempts, last_error, received_at
-         FROM batches WHERE status = 'failed' ORDER BY received_at, batch_id"
+        "SELECT b.batch_id, g.name AS game, b.accepted, b.attempts, b.last_error, b.received_at
+         FROM batches AS b JOIN games AS g USING (game_id)
+         WHERE b.status = 'failed' ORDER BY b.received_at, b.batch_id"
     )
     .fetch_all(pool)
     .await

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::config::RetrySettings;
-use crate::domain::ValidBatch;
+use crate::domain::{GameId, ValidBatch};
 use crate::store::QueuedBatch;
 use group_commit::PendingBatch;
 
@@ -34,23 +34,40 @@ pub enum QueueError {
     Closed,
 }
 
-/// What a queued job carries: the batch, and the request that queued it (for the logs).
+/// What a queued job carries: the batch, its game, and the request that queued it (for
+/// the logs).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct JobPayload {
     pub request_id: String,
+    /// Jobs queued before games existed name none: theirs is the default game.
+    #[serde(default = "default_game")]
+    pub game_id: GameId,
     pub batch: ValidBatch,
+}
+
+fn default_game() -> GameId {
+    GameId::DEFAULT
 }
 
 /// [`JobPayload`] by reference, for encoding without copying the batch.
 #[derive(Serialize)]
 struct JobPayloadRef<'a> {
     request_id: &'a str,
+    game_id: GameId,
     batch: &'a ValidBatch,
 }
 
 impl JobPayload {
-    pub fn encode(request_id: &str, batch: &ValidBatch) -> Result<Vec<u8>, serde_json::Error> {
-        serde_json::to_vec(&JobPayloadRef { request_id, batch })
+    pub fn encode(
+        request_id: &str,
+        game_id: GameId,
+        batch: &ValidBatch,
+    ) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(&JobPayloadRef {
+            request_id,
+            game_id,
+            batch,
+        })
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
@@ -72,16 +89,23 @@ impl Queue {
         }
     }
 
-    /// Queues `batch`; when this returns, the batch record and its job are committed.
-    pub async fn enqueue(&self, batch: &ValidBatch, request_id: &str) -> Result<Uuid, QueueError> {
+    /// Queues `batch` of game `game_id`; when this returns, the batch record and its job
+    /// are committed.
+    pub async fn enqueue(
+        &self,
+        game_id: GameId,
+        batch: &ValidBatch,
+        request_id: &str,
+    ) -> Result<Uuid, QueueError> {
         // Time-ordered ids keep the batches index append-only.
         let batch_id = Uuid::now_v7();
-        let payload =
-            JobPayload::encode(request_id, batch).map_err(|e| QueueError::Encode(Arc::new(e)))?;
+        let payload = JobPayload::encode(request_id, game_id, batch)
+            .map_err(|e| QueueError::Encode(Arc::new(e)))?;
         let (committed, outcome) = oneshot::channel();
         let pending = PendingBatch {
             record: QueuedBatch {
                 batch_id,
+                game_id,
                 accepted: batch.events.len() as i32,
                 sent_at: batch.sent_at,
                 received_at: batch.received_at,

@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use crate::domain::event::*;
 use crate::domain::fields::*;
+use crate::domain::GameId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -31,13 +32,19 @@ pub struct BatchRecord {
     pub request_id: Option<String>,
 }
 
-pub async fn batch(pool: &PgPool, batch_id: Uuid) -> Result<Option<BatchRecord>, sqlx::Error> {
+/// Game `game`'s batch `batch_id`; another game's batch is not found.
+pub async fn batch(
+    pool: &PgPool,
+    game: GameId,
+    batch_id: Uuid,
+) -> Result<Option<BatchRecord>, sqlx::Error> {
     sqlx::query_as!(
         BatchRecord,
         "SELECT batch_id, status, accepted, inserted, duplicates, attempts, last_error,
                 received_at, completed_at, request_id
-         FROM batches WHERE batch_id = $1",
-        batch_id
+         FROM batches WHERE batch_id = $1 AND game_id = $2",
+        batch_id,
+        game.0
     )
     .fetch_optional(pool)
     .await
@@ -54,7 +61,12 @@ pub struct StoredEvent {
     pub processed_at: OffsetDateTime,
 }
 
-pub async fn event(pool: &PgPool, event_id: Uuid) -> Result<Option<StoredEvent>, ReadError> {
+/// Game `game`'s event `event_id`; another game's event is not found.
+pub async fn event(
+    pool: &PgPool,
+    game: GameId,
+    event_id: Uuid,
+) -> Result<Option<StoredEvent>, ReadError> {
     let Some(row) = sqlx::query!(
         r#"SELECT e.event_type, e.player_id, e.session_id, e.occurred_at, e.client_occurred_at,
                   e.batch_id, e.received_at, e.processed_at,
@@ -71,14 +83,15 @@ pub async fn event(pool: &PgPool, event_id: Uuid) -> Result<Option<StoredEvent>,
                   cu.name AS "cu_name?", cu.value AS "cu_value?", cu.properties AS "cu_properties?",
                   er.severity AS "er_severity?", er.message AS "er_message?"
            FROM events AS e
-           LEFT JOIN session_start_events AS ss USING (event_id)
-           LEFT JOIN session_end_events AS se USING (event_id)
-           LEFT JOIN progression_events AS pr USING (event_id)
-           LEFT JOIN purchase_events AS pu USING (event_id)
-           LEFT JOIN resource_events AS re USING (event_id)
-           LEFT JOIN custom_events AS cu USING (event_id)
-           LEFT JOIN error_events AS er USING (event_id)
-           WHERE e.event_id = $1"#,
+           LEFT JOIN session_start_events AS ss USING (game_id, event_id)
+           LEFT JOIN session_end_events AS se USING (game_id, event_id)
+           LEFT JOIN progression_events AS pr USING (game_id, event_id)
+           LEFT JOIN purchase_events AS pu USING (game_id, event_id)
+           LEFT JOIN resource_events AS re USING (game_id, event_id)
+           LEFT JOIN custom_events AS cu USING (game_id, event_id)
+           LEFT JOIN error_events AS er USING (game_id, event_id)
+           WHERE e.game_id = $1 AND e.event_id = $2"#,
+        game.0,
         event_id
     )
     .fetch_optional(pool)

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::domain::event::{
     ClientError, Custom, Progression, Purchase, Resource, SessionEnd, SessionStart,
 };
-use crate::domain::{Event, ValidBatch};
+use crate::domain::{Event, GameId, ValidBatch};
 
 /// What writing a batch did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,13 +31,16 @@ pub struct WriteOutcome {
 #[derive(Debug, Clone, Copy)]
 pub struct BatchToWrite<'a> {
     pub batch_id: Uuid,
+    pub game_id: GameId,
     pub batch: &'a ValidBatch,
 }
 
-/// One event of a group of batches, with the batch it came in and its corrected time.
+/// One event of a group of batches, with its game, the batch it came in and its
+/// corrected time. A group may hold batches of several games.
 #[derive(Clone, Copy)]
 struct GroupEvent<'a> {
     event: &'a Event,
+    game: GameId,
     /// Index of its batch in the group.
     batch: usize,
     occurred_at: OffsetDateTime,
@@ -83,24 +86,25 @@ pub async fn write_batches(
         let skew = b.batch.clock_skew();
         events.extend(b.batch.events.iter().map(|event| GroupEvent {
             event,
+            game: b.game_id,
             batch: index,
             occurred_at: skew.correct(event.header().occurred_at),
         }));
     }
     // Key order for the events statement (see the module comment).
-    events.sort_unstable_by_key(|e| (e.event.header().event_id, e.batch));
+    events.sort_unstable_by_key(|e| (e.game, e.event.header().event_id, e.batch));
 
     let stored = insert_events(tx, batches, &events).await?;
     // An event_id sent in two batches of the group is stored by one of them: keep the
-    // copy that was stored, with the batch that stored it.
+    // copy that was stored, with the batch that stored it. (A batch is of one game, so
+    // the same id in two games' batches is two events, and both are stored.)
     let new_events: Vec<GroupEvent> = events
         .into_iter()
         .filter(|e| stored.contains(&(e.event.header().event_id, batches[e.batch].batch_id)))
         .collect();
 
     if !new_events.is_empty() {
-        let new: Vec<&Event> = new_events.iter().map(|e| e.event).collect();
-        insert_details(tx, &new).await?;
+        insert_details(tx, &new_events).await?;
         // Players and sessions last: their rows are the ones concurrent groups share, so
         // their locks are held for as short a time as possible before the commit.
         upsert_players(tx, &new_events).await?;
@@ -139,6 +143,7 @@ async fn insert_events(
     events: &[GroupEvent<'_>],
 ) -> Result<HashSet<(Uuid, Uuid)>, sqlx::Error> {
     let n = events.len();
+    let mut games = Vec::with_capacity(n);
     let (mut ids, mut types, mut players, mut sessions) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -154,6 +159,7 @@ async fn insert_events(
     for e in events {
         let h = e.event.header();
         let batch = &batches[e.batch];
+        games.push(e.game.0);
         ids.push(h.event_id);
         types.push(e.event.event_type().as_str());
         players.push(h.player_id.as_str());
@@ -164,17 +170,17 @@ async fn insert_events(
         received.push(batch.batch.received_at);
     }
     let inserted = sqlx::query!(
-        "INSERT INTO events (event_id, event_type, player_id, session_id, occurred_at,
+        "INSERT INTO events (game_id, event_id, event_type, player_id, session_id, occurred_at,
                              client_occurred_at, batch_id, received_at, processed_at)
-         SELECT e.event_id, e.event_type, e.player_id, e.session_id, e.occurred_at,
+         SELECT e.game_id, e.event_id, e.event_type, e.player_id, e.session_id, e.occurred_at,
                 e.client_occurred_at, e.batch_id, e.received_at, now()
-         FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::timestamptz[],
+         FROM UNNEST($9::int[], $1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::timestamptz[],
                      $6::timestamptz[], $7::uuid[], $8::timestamptz[])
               WITH ORDINALITY
-              AS e(event_id, event_type, player_id, session_id, occurred_at,
+              AS e(game_id, event_id, event_type, player_id, session_id, occurred_at,
                    client_occurred_at, batch_id, received_at, n)
          ORDER BY e.n
-         ON CONFLICT (event_id) DO NOTHING
+         ON CONFLICT (game_id, event_id) DO NOTHING
          RETURNING event_id, batch_id",
         &ids,
         &types as &[&str],
@@ -184,6 +190,7 @@ async fn insert_events(
         &client_occurred,
         &batch_ids,
         &received,
+        &games,
     )
     .fetch_all(conn)
     .await?;
@@ -197,24 +204,24 @@ async fn upsert_players(
     conn: &mut PgConnection,
     events: &[GroupEvent<'_>],
 ) -> Result<(), sqlx::Error> {
-    // player -> (first seen, last seen); a BTreeMap gives the key order.
-    let mut seen: BTreeMap<&str, (OffsetDateTime, OffsetDateTime)> = BTreeMap::new();
+    // (game, player) -> (first seen, last seen); a BTreeMap gives the key order.
+    let mut seen: BTreeMap<(GameId, &str), (OffsetDateTime, OffsetDateTime)> = BTreeMap::new();
     for e in events {
         let at = e.occurred_at;
-        seen.entry(e.event.header().player_id.as_str())
+        seen.entry((e.game, e.event.header().player_id.as_str()))
             .and_modify(|(first, last)| {
                 *first = (*first).min(at);
                 *last = (*last).max(at);
             })
             .or_insert((at, at));
     }
-    let players: Vec<&str> = seen.keys().copied().collect();
+    let (games, players): (Vec<i32>, Vec<&str>) = seen.keys().map(|(g, p)| (g.0, *p)).unzip();
     let (first, last): (Vec<_>, Vec<_>) = seen.values().copied().unzip();
     sqlx::query!(
-        "INSERT INTO players (player_id, first_seen_at, last_seen_at)
-         SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::timestamptz[])
-         ORDER BY 1
-         ON CONFLICT (player_id) DO UPDATE
+        "INSERT INTO players (game_id, player_id, first_seen_at, last_seen_at)
+         SELECT * FROM UNNEST($4::int[], $1::text[], $2::timestamptz[], $3::timestamptz[])
+         ORDER BY 1, 2
+         ON CONFLICT (game_id, player_id) DO UPDATE
          SET first_seen_at = LEAST(players.first_seen_at, EXCLUDED.first_seen_at),
              last_seen_at = GREATEST(players.last_seen_at, EXCLUDED.last_seen_at)
          WHERE EXCLUDED.first_seen_at < players.first_seen_at
@@ -222,6 +229,7 @@ async fn upsert_players(
         &players as &[&str],
         &first,
         &last,
+        &games,
     )
     .execute(conn)
     .await?;
@@ -243,17 +251,19 @@ async fn upsert_sessions(
     conn: &mut PgConnection,
     events: &[GroupEvent<'_>],
 ) -> Result<(), sqlx::Error> {
-    let mut sessions: BTreeMap<Uuid, SessionUpdate> = BTreeMap::new();
+    let mut sessions: BTreeMap<(GameId, Uuid), SessionUpdate> = BTreeMap::new();
     for e in events {
         let (event, at) = (e.event, e.occurred_at);
         let h = event.header();
-        let s = sessions.entry(h.session_id).or_insert(SessionUpdate {
-            player_id: h.player_id.as_str(),
-            first_seen: at,
-            last_seen: at,
-            start: None,
-            end: None,
-        });
+        let s = sessions
+            .entry((e.game, h.session_id))
+            .or_insert(SessionUpdate {
+                player_id: h.player_id.as_str(),
+                first_seen: at,
+                last_seen: at,
+                start: None,
+                end: None,
+            });
         s.first_seen = s.first_seen.min(at);
         s.last_seen = s.last_seen.max(at);
         match event {
@@ -266,6 +276,7 @@ async fn upsert_sessions(
     }
 
     let n = sessions.len();
+    let mut games = Vec::with_capacity(n);
     let mut ids = Vec::with_capacity(n);
     let mut players = Vec::with_capacity(n);
     let mut platforms = Vec::with_capacity(n);
@@ -277,7 +288,8 @@ async fn upsert_sessions(
     let mut durations = Vec::with_capacity(n);
     let mut first_seen = Vec::with_capacity(n);
     let mut last_seen = Vec::with_capacity(n);
-    for (id, s) in &sessions {
+    for ((game, id), s) in &sessions {
+        games.push(game.0);
         ids.push(*id);
         players.push(s.player_id);
         platforms.push(s.start.map(|(_, e)| e.platform.as_str()));
@@ -299,13 +311,13 @@ async fn upsert_sessions(
     // The session_start fields come from the earliest session_start and the end from the
     // latest session_end, whatever order batches arrive in.
     sqlx::query!(
-        "INSERT INTO sessions (session_id, player_id, platform, app_version, device, country,
+        "INSERT INTO sessions (game_id, session_id, player_id, platform, app_version, device, country,
                               started_at, ended_at, duration_seconds, first_seen_at, last_seen_at)
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+         SELECT * FROM UNNEST($12::int[], $1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                               $7::timestamptz[], $8::timestamptz[], $9::int[],
                               $10::timestamptz[], $11::timestamptz[])
-         ORDER BY 1
-         ON CONFLICT (session_id) DO UPDATE SET
+         ORDER BY 1, 2
+         ON CONFLICT (game_id, session_id) DO UPDATE SET
              (platform, app_version, device, country, started_at) = (
                  SELECT CASE WHEN newer_start THEN EXCLUDED.platform ELSE sessions.platform END,
                         CASE WHEN newer_start THEN EXCLUDED.app_version ELSE sessions.app_version END,
@@ -334,59 +346,73 @@ async fn upsert_sessions(
         &durations as &[Option<i32>],
         &first_seen,
         &last_seen,
+        &games,
     )
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// Splits events by type, keeping each list in event_id order.
+/// Splits events by type, keeping each list in (game, event_id) order; each event with
+/// its game's id.
 #[derive(Default)]
 struct ByType<'a> {
-    session_starts: Vec<&'a SessionStart>,
-    session_ends: Vec<&'a SessionEnd>,
-    progressions: Vec<&'a Progression>,
-    purchases: Vec<&'a Purchase>,
-    resources: Vec<&'a Resource>,
-    customs: Vec<&'a Custom>,
-    errors: Vec<&'a ClientError>,
+    session_starts: Vec<(i32, &'a SessionStart)>,
+    session_ends: Vec<(i32, &'a SessionEnd)>,
+    progressions: Vec<(i32, &'a Progression)>,
+    purchases: Vec<(i32, &'a Purchase)>,
+    resources: Vec<(i32, &'a Resource)>,
+    customs: Vec<(i32, &'a Custom)>,
+    errors: Vec<(i32, &'a ClientError)>,
 }
 
 impl<'a> ByType<'a> {
-    fn split(events: &[&'a Event]) -> Self {
+    fn split(events: &[GroupEvent<'a>]) -> Self {
         let mut by = Self::default();
-        for &event in events {
-            match event {
-                Event::SessionStart(e) => by.session_starts.push(e),
-                Event::SessionEnd(e) => by.session_ends.push(e),
-                Event::Progression(e) => by.progressions.push(e),
-                Event::Purchase(e) => by.purchases.push(e),
-                Event::Resource(e) => by.resources.push(e),
-                Event::Custom(e) => by.customs.push(e),
-                Event::Error(e) => by.errors.push(e),
+        for e in events {
+            let game = e.game.0;
+            match e.event {
+                Event::SessionStart(s) => by.session_starts.push((game, s)),
+                Event::SessionEnd(s) => by.session_ends.push((game, s)),
+                Event::Progression(p) => by.progressions.push((game, p)),
+                Event::Purchase(p) => by.purchases.push((game, p)),
+                Event::Resource(r) => by.resources.push((game, r)),
+                Event::Custom(c) => by.customs.push((game, c)),
+                Event::Error(e) => by.errors.push((game, e)),
             }
         }
         by
     }
 }
 
-/// One statement per detail table that this batch has events for.
-async fn insert_details(conn: &mut PgConnection, events: &[&Event]) -> Result<(), sqlx::Error> {
+/// The games and the event ids of a list of one type's events: every detail table's
+/// first two columns.
+fn keys<T>(events: &[(i32, &T)], header: impl Fn(&T) -> Uuid) -> (Vec<i32>, Vec<Uuid>) {
+    events.iter().map(|(game, e)| (*game, header(e))).unzip()
+}
+
+/// One statement per detail table that this group has events for.
+async fn insert_details(
+    conn: &mut PgConnection,
+    events: &[GroupEvent<'_>],
+) -> Result<(), sqlx::Error> {
     let by = ByType::split(events);
 
     if !by.session_starts.is_empty() {
         let e = &by.session_starts;
+        let (games, ids) = keys(e, |e| e.header.event_id);
         sqlx::query!(
-            "INSERT INTO session_start_events (event_id, platform, app_version, device, country)
-             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])",
-            &e.iter().map(|e| e.header.event_id).collect::<Vec<_>>(),
-            &e.iter().map(|e| e.platform.as_str()).collect::<Vec<_>>() as &[&str],
-            &e.iter().map(|e| e.app_version.as_str()).collect::<Vec<_>>() as &[&str],
+            "INSERT INTO session_start_events (game_id, event_id, platform, app_version, device, country)
+             SELECT * FROM UNNEST($1::int[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])",
+            &games,
+            &ids,
+            &e.iter().map(|(_, e)| e.platform.as_str()).collect::<Vec<_>>() as &[&str],
+            &e.iter().map(|(_, e)| e.app_version.as_str()).collect::<Vec<_>>() as &[&str],
             &e.iter()
-                .map(|e| e.device.as_ref().map(|v| v.as_str()))
+                .map(|(_, e)| e.device.as_ref().map(|v| v.as_str()))
                 .collect::<Vec<_>>() as &[Option<&str>],
             &e.iter()
-                .map(|e| e.country.as_ref().map(|v| v.as_str()))
+                .map(|(_, e)| e.country.as_ref().map(|v| v.as_str()))
                 .collect::<Vec<_>>() as &[Option<&str>],
         )
         .execute(&mut *conn)
@@ -394,12 +420,14 @@ async fn insert_details(conn: &mut PgConnection, events: &[&Event]) -> Result<()
     }
     if !by.session_ends.is_empty() {
         let e = &by.session_ends;
+        let (games, ids) = keys(e, |e| e.header.event_id);
         sqlx::query!(
-            "INSERT INTO session_end_events (event_id, duration_seconds)
-             SELECT * FROM UNNEST($1::uuid[], $2::int[])",
-            &e.iter().map(|e| e.header.event_id).collect::<Vec<_>>(),
+            "INSERT INTO session_end_events (game_id, event_id, duration_seconds)
+             SELECT * FROM UNNEST($1::int[], $2::uuid[], $3::int[])",
+            &games,
+            &ids,
             &e.iter()
-                .map(|e| e.duration_seconds.get())
+                .map(|(_, e)| e.duration_seconds.get())
                 .collect::<Vec<_>>(),
         )
         .execute(&mut *conn)
@@ -407,17 +435,19 @@ async fn insert_details(conn: &mut PgConnection, events: &[&Event]) -> Result<()
     }
     if !by.progressions.is_empty() {
         let e = &by.progressions;
+        let (games, ids) = keys(e, |e| e.header.event_id);
         sqlx::query!(
-            "INSERT INTO progression_events (event_id, status, level, score, attempt)
-             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::int[])",
-            &e.iter().map(|e| e.header.event_id).collect::<Vec<_>>(),
-            &e.iter().map(|e| e.status.as_str()).collect::<Vec<_>>() as &[&str],
-            &e.iter().map(|e| e.level.as_str()).collect::<Vec<_>>() as &[&str],
+            "INSERT INTO progression_events (game_id, event_id, status, level, score, attempt)
+             SELECT * FROM UNNEST($1::int[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::int[])",
+            &games,
+            &ids,
+            &e.iter().map(|(_, e)| e.status.as_str()).collect::<Vec<_>>() as &[&str],
+            &e.iter().map(|(_, e)| e.level.as_str()).collect::<Vec<_>>() as &[&str],
             &e.iter()
-                .map(|e| e.score.map(|v| v.get()))
+                .map(|(_, e)| e.score.map(|v| v.get()))
                 .collect::<Vec<_>>() as &[Option<i64>],
             &e.iter()
-                .map(|e| e.attempt.map(|v| v.get()))
+                .map(|(_, e)| e.attempt.map(|v| v.get()))
                 .collect::<Vec<_>>() as &[Option<i32>],
         )
         .execute(&mut *conn)
@@ -425,46 +455,52 @@ async fn insert_details(conn: &mut PgConnection, events: &[&Event]) -> Result<()
     }
     if !by.purchases.is_empty() {
         let e = &by.purchases;
+        let (games, ids) = keys(e, |e| e.header.event_id);
         sqlx::query!(
-            "INSERT INTO purchase_events (event_id, item_id, item_type, amount_minor, currency, transaction_id)
-             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[])",
-            &e.iter().map(|e| e.header.event_id).collect::<Vec<_>>(),
-            &e.iter().map(|e| e.item_id.as_str()).collect::<Vec<_>>() as &[&str],
-            &e.iter().map(|e| e.item_type.as_str()).collect::<Vec<_>>() as &[&str],
-            &e.iter().map(|e| e.amount_minor.get()).collect::<Vec<_>>(),
-            &e.iter().map(|e| e.currency.as_str()).collect::<Vec<_>>() as &[&str],
-            &e.iter().map(|e| e.transaction_id.as_ref().map(|v| v.as_str())).collect::<Vec<_>>() as &[Option<&str>],
+            "INSERT INTO purchase_events (game_id, event_id, item_id, item_type, amount_minor, currency, transaction_id)
+             SELECT * FROM UNNEST($1::int[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[])",
+            &games,
+            &ids,
+            &e.iter().map(|(_, e)| e.item_id.as_str()).collect::<Vec<_>>() as &[&str],
+            &e.iter().map(|(_, e)| e.item_type.as_str()).collect::<Vec<_>>() as &[&str],
+            &e.iter().map(|(_, e)| e.amount_minor.get()).collect::<Vec<_>>(),
+            &e.iter().map(|(_, e)| e.currency.as_str()).collect::<Vec<_>>() as &[&str],
+            &e.iter().map(|(_, e)| e.transaction_id.as_ref().map(|v| v.as_str())).collect::<Vec<_>>() as &[Option<&str>],
         )
         .execute(&mut *conn)
         .await?;
     }
     if !by.resources.is_empty() {
         let e = &by.resources;
+        let (games, ids) = keys(e, |e| e.header.event_id);
         sqlx::query!(
-            "INSERT INTO resource_events (event_id, flow, currency, amount, item_type, item_id)
-             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::float8[], $5::text[], $6::text[])",
-            &e.iter().map(|e| e.header.event_id).collect::<Vec<_>>(),
-            &e.iter().map(|e| e.flow.as_str()).collect::<Vec<_>>() as &[&str],
-            &e.iter().map(|e| e.currency.as_str()).collect::<Vec<_>>() as &[&str],
-            &e.iter().map(|e| e.amount.get()).collect::<Vec<_>>(),
-            &e.iter().map(|e| e.item_type.as_str()).collect::<Vec<_>>() as &[&str],
-            &e.iter().map(|e| e.item_id.as_str()).collect::<Vec<_>>() as &[&str],
+            "INSERT INTO resource_events (game_id, event_id, flow, currency, amount, item_type, item_id)
+             SELECT * FROM UNNEST($1::int[], $2::uuid[], $3::text[], $4::text[], $5::float8[], $6::text[], $7::text[])",
+            &games,
+            &ids,
+            &e.iter().map(|(_, e)| e.flow.as_str()).collect::<Vec<_>>() as &[&str],
+            &e.iter().map(|(_, e)| e.currency.as_str()).collect::<Vec<_>>() as &[&str],
+            &e.iter().map(|(_, e)| e.amount.get()).collect::<Vec<_>>(),
+            &e.iter().map(|(_, e)| e.item_type.as_str()).collect::<Vec<_>>() as &[&str],
+            &e.iter().map(|(_, e)| e.item_id.as_str()).collect::<Vec<_>>() as &[&str],
         )
         .execute(&mut *conn)
         .await?;
     }
     if !by.customs.is_empty() {
         let e = &by.customs;
+        let (games, ids) = keys(e, |e| e.header.event_id);
         sqlx::query!(
-            "INSERT INTO custom_events (event_id, name, value, properties)
-             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::float8[], $4::jsonb[])",
-            &e.iter().map(|e| e.header.event_id).collect::<Vec<_>>(),
-            &e.iter().map(|e| e.name.as_str()).collect::<Vec<_>>() as &[&str],
+            "INSERT INTO custom_events (game_id, event_id, name, value, properties)
+             SELECT * FROM UNNEST($1::int[], $2::uuid[], $3::text[], $4::float8[], $5::jsonb[])",
+            &games,
+            &ids,
+            &e.iter().map(|(_, e)| e.name.as_str()).collect::<Vec<_>>() as &[&str],
             &e.iter()
-                .map(|e| e.value.map(|v| v.get()))
+                .map(|(_, e)| e.value.map(|v| v.get()))
                 .collect::<Vec<_>>() as &[Option<f64>],
             &e.iter()
-                .map(|e| e
+                .map(|(_, e)| e
                     .properties
                     .as_ref()
                     .map(|p| serde_json::Value::Object(p.as_map().clone())))
@@ -475,12 +511,18 @@ async fn insert_details(conn: &mut PgConnection, events: &[&Event]) -> Result<()
     }
     if !by.errors.is_empty() {
         let e = &by.errors;
+        let (games, ids) = keys(e, |e| e.header.event_id);
         sqlx::query!(
-            "INSERT INTO error_events (event_id, severity, message)
-             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[])",
-            &e.iter().map(|e| e.header.event_id).collect::<Vec<_>>(),
-            &e.iter().map(|e| e.severity.as_str()).collect::<Vec<_>>() as &[&str],
-            &e.iter().map(|e| e.message.as_str()).collect::<Vec<_>>() as &[&str],
+            "INSERT INTO error_events (game_id, event_id, severity, message)
+             SELECT * FROM UNNEST($1::int[], $2::uuid[], $3::text[], $4::text[])",
+            &games,
+            &ids,
+            &e.iter()
+                .map(|(_, e)| e.severity.as_str())
+                .collect::<Vec<_>>() as &[&str],
+            &e.iter()
+                .map(|(_, e)| e.message.as_str())
+                .collect::<Vec<_>>() as &[&str],
         )
         .execute(&mut *conn)
         .await?;

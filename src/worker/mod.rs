@@ -122,6 +122,7 @@ async fn store_group(
         .filter(|(id, _)| taken.contains(id))
         .map(|(id, payload)| BatchToWrite {
             batch_id: *id,
+            game_id: payload.game_id,
             batch: &payload.batch,
         })
         .collect();

@@ -4,8 +4,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use crate::common::*;
+use app::auth::Scope;
 use app::config::{
-    ClientTimeoutSettings, DatabaseSettings, RetrySettings, ServeSettings, WorkSettings,
+    ClientTimeoutSettings, DatabaseSettings, RateLimitSettings, RetrySettings, ServeSettings,
+    WorkSettings,
 };
 use app::startup::{self, ApiServer};
 use app::worker::Worker;
@@ -19,6 +21,7 @@ pub struct TestOptions {
     pub retry: RetrySettings,
     /// The production defaults unless a test shortens them.
     pub client_timeouts: ClientTimeoutSettings,
+    pub rate_limit: RateLimitSettings,
 }
 
 impl Default for TestOptions {
@@ -30,14 +33,25 @@ impl Default for TestOptions {
                 retry_base_delay_ms: 1_000,
             },
             client_timeouts: ClientTimeoutSettings::default(),
+            rate_limit: RateLimitSettings {
+                events_per_sec: 0,
+                burst: None,
+            },
         }
     }
 }
 
+/// The game every test app starts with, and its keys.
+pub const TEST_GAME: &str = "test-game";
+
 pub struct TestApp {
     pub address: SocketAddr,
     pub pool: PgPool,
+    /// A client that sends no key: `post` and `get` send the test game's keys.
     pub client: reqwest::Client,
+    /// The test game's keys.
+    pub ingest_key: String,
+    pub read_key: String,
     pub db_settings: DatabaseSettings,
     db_name: String,
     stop_server: Option<oneshot::Sender<()>>,
@@ -67,11 +81,15 @@ impl TestApp {
             .await
             .expect("prepare the test database");
 
+        let ingest_key = create_key(&pool, TEST_GAME, Scope::Ingest).await;
+        let read_key = create_key(&pool, TEST_GAME, Scope::Read).await;
+
         let serve = ServeSettings {
             bind: "127.0.0.1:0".parse().unwrap(),
             shutdown_grace_secs: 1,
             retry: options.retry,
             client_timeouts: options.client_timeouts,
+            rate_limit: options.rate_limit,
         };
         let server = ApiServer::bind(pool.clone(), &serve).await.expect("bind");
         let address = server.local_addr();
@@ -84,6 +102,8 @@ impl TestApp {
             address,
             pool,
             client: reqwest::Client::new(),
+            ingest_key,
+            read_key,
             db_settings,
             db_name,
             stop_server: Some(stop_server),
@@ -121,9 +141,20 @@ impl TestApp {
         format!("http://{}{path}", self.address)
     }
 
-    pub async fn post_events(&self, body: &Value) -> reqwest::Response {
+    /// A POST to `path` with the test game's ingest key.
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.client
-            .post(self.url("/v1/events"))
+            .post(self.url(path))
+            .bearer_auth(&self.ingest_key)
+    }
+
+    /// A GET of `path` with the test game's read key.
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(self.url(path)).bearer_auth(&self.read_key)
+    }
+
+    pub async fn post_events(&self, body: &Value) -> reqwest::Response {
+        self.post("/v1/events")
             .json(body)
             .send()
             .await
@@ -141,7 +172,7 @@ impl TestApp {
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
-        let response = self.client.get(self.url(path)).send().await.expect("GET");
+        let response = self.get(path).send().await.expect("GET");
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -179,6 +210,14 @@ impl TestApp {
             .await
             .unwrap()
     }
+}
+
+/// Makes a key of `scope` for `game` (made too if missing), as `app keys create` does.
+pub async fn create_key(pool: &PgPool, game: &str, scope: Scope) -> String {
+    let new = app::store::games::create_key(pool, &game.parse().unwrap(), scope)
+        .await
+        .expect("create a key");
+    new.key.reveal().to_owned()
 }
 
 impl Drop for TestApp {

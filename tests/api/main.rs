@@ -6,7 +6,10 @@ mod common;
 mod helpers;
 
 mod api_errors;
+mod browser;
 mod database_checks;
+mod keys;
+mod limits;
 mod observability;
 mod pipeline;
 mod queue;

@@ -18,11 +18,20 @@ struct AppProcess {
 
 impl AppProcess {
     fn start(args: &[&str], database_url: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_app"))
+        Self::start_logging(args, database_url, None)
+    }
+
+    /// Starts with `RUST_LOG` set to `filter` (the app's default filter when `None`).
+    fn start_logging(args: &[&str], database_url: &str, filter: Option<&str>) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_app"));
+        match filter {
+            Some(filter) => command.env("RUST_LOG", filter),
+            None => command.env_remove("RUST_LOG"),
+        };
+        let mut child = command
             .args(args)
             .env("DATABASE_URL", database_url)
             .env("LOG_FORMAT", "json")
-            .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -93,6 +102,7 @@ async fn a_request_id_follows_its_batch_into_the_worker_log_and_both_processes_e
     let response = app
         .client
         .post(format!("{base}/v1/events"))
+        .bearer_auth(&app.ingest_key)
         .header("x-request-id", &request_id)
         .json(&json!({ "events": [custom_event(Uuid::now_v7(), "p", Uuid::now_v7())] }))
         .send()
@@ -161,4 +171,84 @@ async fn a_request_id_follows_its_batch_into_the_worker_log_and_both_processes_e
             "worker /metrics lacks {expected:?}:\n{worker_metrics}"
         );
     }
+}
+
+#[tokio::test]
+async fn keys_never_reach_the_logs_the_metrics_or_an_error_body() {
+    let app = TestApp::spawn_with(TestOptions {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let port = free_port();
+    // Everything every library logs at debug, where a header or a URL would show up.
+    let mut api = AppProcess::start_logging(
+        &["serve", "--bind", &format!("127.0.0.1:{port}")],
+        &app.db_settings.database_url,
+        Some("debug"),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for(Duration::from_secs(30), "the API to be ready", || async {
+        let ready = reqwest::get(format!("{base}/readyz")).await.ok()?;
+        ready.status().is_success().then_some(())
+    })
+    .await;
+    let unknown = "Z".repeat(32);
+    let body = json!({ "events": [custom_event(Uuid::now_v7(), "p", Uuid::now_v7())] });
+    let events = format!("{base}/v1/events");
+    let batches = format!("{base}/v1/batches/{}", Uuid::now_v7());
+    let mut bodies = Vec::new();
+    for request in [
+        app.client
+            .post(&events)
+            .bearer_auth(&app.ingest_key)
+            .json(&body),
+        app.client
+            .post(format!("{events}?key={}", app.ingest_key))
+            .json(&body),
+        app.client
+            .post(format!("{events}?key={unknown}"))
+            .json(&body),
+        app.client.post(&events).bearer_auth(&unknown).json(&body),
+        app.client
+            .post(&events)
+            .bearer_auth(&app.read_key)
+            .json(&body),
+        app.client.get(&batches).bearer_auth(&app.ingest_key),
+        app.client.get(format!("{batches}?key={}", app.read_key)),
+    ] {
+        bodies.push(request.send().await.unwrap().text().await.unwrap());
+    }
+    let metrics = get_text(&format!("{base}/metrics")).await;
+    // The access-log line of the last request, /metrics, is the last to be written.
+    let lines = wait_for(
+        Duration::from_secs(10),
+        "the access log of /metrics",
+        || async {
+            let lines = api.lines.lock().unwrap().clone();
+            lines
+                .iter()
+                .any(|l| {
+                    l.contains("\"message\":\"request\"") && l.contains("\"uri\":\"/metrics\"")
+                })
+                .then_some(lines)
+        },
+    )
+    .await;
+    for key in [&app.ingest_key, &app.read_key, &unknown] {
+        for line in &lines {
+            assert!(!line.contains(key.as_str()), "a key in the log: {line}");
+        }
+        assert!(!metrics.contains(key.as_str()), "a key in the metrics");
+        for body in &bodies {
+            assert!(!body.contains(key.as_str()), "a key in a response: {body}");
+        }
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("/v1/events?key=[redacted]")),
+        "no access-log line shows the redacted query"
+    );
+    api.child.kill().unwrap();
 }

@@ -213,7 +213,9 @@ async fn a_body_sent_a_byte_a_second_gets_408_at_the_body_limit_and_the_connecti
             };
             let head = format!(
                 "POST /v1/events HTTP/1.1\r\nHost: slow.example\r\n\
-                 Content-Type: application/json\r\n{expect}Content-Length: 100\r\n\r\n"
+                 Authorization: Bearer {}\r\n\
+                 Content-Type: application/json\r\n{expect}Content-Length: 100\r\n\r\n",
+                app.ingest_key
             );
             writer.write_all(head.as_bytes()).await.unwrap();
             let started = Instant::now();
@@ -263,8 +265,9 @@ async fn a_body_slower_than_the_header_limit_but_within_its_own_is_accepted() {
     let stream = connect(&app).await;
     let (reader, mut writer) = stream.into_split();
     let head = format!(
-        "POST /v1/events HTTP/1.1\r\nHost: slow.example\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n",
+        "POST /v1/events HTTP/1.1\r\nHost: slow.example\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        app.ingest_key,
         body.len()
     );
     writer.write_all(head.as_bytes()).await.unwrap();

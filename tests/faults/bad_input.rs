@@ -225,7 +225,8 @@ fn cases() -> Vec<Case> {
         case("an integer beyond u64", replaced(event("purchase", |_| {}), "\"amount_minor\":499", "\"amount_minor\":18446744073709551616000"), 422, field("/events/0/amount_minor")),
         // Content-Type: 415.
         case("no Content-Type", body(valid()).content_type(None), 415, MEDIA_TYPE),
-        case("text/plain", body(valid()).content_type(Some("text/plain")), 415, MEDIA_TYPE),
+        case("text/html", body(valid()).content_type(Some("text/html")), 415, MEDIA_TYPE),
+        case("text/plain in Latin-1", body(valid()).content_type(Some("text/plain; charset=iso-8859-1")), 415, MEDIA_TYPE),
         case("a form", body(valid()).content_type(Some("application/x-www-form-urlencoded")), 415, MEDIA_TYPE),
         case("another JSON type", body(valid()).content_type(Some("application/merge-patch+json")), 415, MEDIA_TYPE),
         case("a malformed Content-Type", body(valid()).content_type(Some("json")), 415, MEDIA_TYPE),

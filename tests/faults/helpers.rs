@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
+use app::auth::Scope;
 use app::config::DatabaseSettings;
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -432,7 +433,32 @@ pub async fn spawn_worker(name: &str, database_url: &str, args: &[&str]) -> Proc
 pub struct Server {
     pub proc: Proc,
     pub addr: SocketAddr,
+    /// Sends `ingest_key` with every request.
     pub http: reqwest::Client,
+    /// Keys of the game `faults`.
+    pub ingest_key: String,
+    pub read_key: String,
+}
+
+/// Makes an ingest key and a read key of the game `faults` (made if missing).
+async fn create_keys(database_url: &str) -> (String, String) {
+    let settings = DatabaseSettings {
+        database_url: database_url.to_owned(),
+        max_connections: 1,
+        acquire_timeout_ms: 5_000,
+    };
+    let pool = app::db::pool(&settings).unwrap();
+    let game = "faults".parse().unwrap();
+    let mut keys = Vec::new();
+    for scope in [Scope::Ingest, Scope::Read] {
+        let new = app::store::games::create_key(&pool, &game, scope)
+            .await
+            .expect("create a key");
+        keys.push(new.key.reveal().to_owned());
+    }
+    pool.close().await;
+    let read = keys.pop().unwrap();
+    (keys.pop().unwrap(), read)
 }
 
 impl Server {
@@ -443,10 +469,13 @@ impl Server {
         let bind = format!("127.0.0.1:{port}");
         let mut all = vec![command, "--bind", &bind];
         all.extend_from_slice(args);
+        let (ingest_key, read_key) = create_keys(database_url).await;
         let mut server = Self {
             proc: Proc::spawn(command, database_url, &all),
             addr: bind.parse().unwrap(),
-            http: http_client(),
+            http: http_client(&ingest_key),
+            ingest_key,
+            read_key,
         };
         let healthz = server.url("/healthz");
         let http = server.http.clone();
@@ -482,8 +511,15 @@ impl Server {
     }
 }
 
-pub fn http_client() -> reqwest::Client {
+/// A client that sends `key` with every request (a request's own Authorization wins).
+pub fn http_client(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse().unwrap(),
+    );
     reqwest::Client::builder()
+        .default_headers(headers)
         // No request may hang a test.
         .timeout(Duration::from_secs(30))
         .build()

@@ -28,7 +28,8 @@ async fn answers_503_quickly(server: &Server) {
             "GET /v1/batches/{id}",
             server
                 .http
-                .get(server.url(&format!("/v1/batches/{}", uuid::Uuid::now_v7()))),
+                .get(server.url(&format!("/v1/batches/{}", uuid::Uuid::now_v7())))
+                .bearer_auth(&server.read_key),
         ),
     ];
     for (what, request) in requests {

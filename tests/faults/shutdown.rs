@@ -323,8 +323,9 @@ async fn run_finishes_its_requests_and_its_batches_on_sigterm_and_exits_0() {
     let body = body.to_string();
     let mut upload = tokio::net::TcpStream::connect(run.addr).await.unwrap();
     let head = format!(
-        "POST /v1/events HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "POST /v1/events HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         run.addr,
+        run.ingest_key,
         body.len()
     );
     let (first, rest) = body.as_bytes().split_at(body.len() / 2);

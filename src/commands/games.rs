@@ -1,0 +1,95 @@
+//! `app games`: create and list games, set their rate limits and browser origins.
+
+use std::process::ExitCode;
+
+use super::{admin_database, when};
+use crate::auth::{RateLimit, RateLimitSetting};
+use crate::cli::GamesCommand;
+use crate::store::games::{self, GameRecord};
+
+pub async fn run(action: GamesCommand) -> anyhow::Result<ExitCode> {
+    match action {
+        GamesCommand::Create { name, db } => {
+            games::create_game(&admin_database(&db).await?, &name).await?;
+            println!("created the game {name}; `app keys create --game {name}` makes its keys");
+        }
+        GamesCommand::List { db } => {
+            let games = games::list_games(&admin_database(&db).await?).await?;
+            if games.is_empty() {
+                println!("no games yet: `app games create NAME` or `app keys create --game NAME` makes one");
+            }
+            for game in &games {
+                println!("{}", line(game));
+            }
+        }
+        GamesCommand::Limit {
+            name,
+            events_per_sec,
+            burst,
+            default,
+            db,
+        } => {
+            let setting = match (default, events_per_sec) {
+                (true, _) | (false, None) => RateLimitSetting::Default,
+                (false, Some(rate)) => RateLimitSetting::Own(RateLimit::new(rate, burst)),
+            };
+            games::set_rate_limit(&admin_database(&db).await?, &name, setting).await?;
+            println!(
+                "the game {name} now has {}; API processes apply it within seconds",
+                describe_limit(setting)
+            );
+        }
+        GamesCommand::Origins {
+            name,
+            origins,
+            any,
+            db,
+        } => {
+            let allowed = (!any).then_some(origins.as_slice());
+            games::set_allowed_origins(&admin_database(&db).await?, &name, allowed).await?;
+            match allowed {
+                None => println!("the game {name} accepts events from any origin"),
+                Some(origins) => println!(
+                    "the game {name} accepts events from browsers at {} only",
+                    origins
+                        .iter()
+                        .map(|o| o.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe_limit(setting: RateLimitSetting) -> String {
+    match setting {
+        RateLimitSetting::Default => "the default rate limit".to_owned(),
+        RateLimitSetting::Own(None) => "no rate limit".to_owned(),
+        RateLimitSetting::Own(Some(limit)) => format!(
+            "a rate limit of {} events/s, burst {}",
+            limit.events_per_sec, limit.burst
+        ),
+    }
+}
+
+/// One game a line: name, created, active keys, rate limit, origins.
+fn line(game: &GameRecord) -> String {
+    let origins = match &game.allowed_origins {
+        None => "any origin".to_owned(),
+        Some(origins) => origins
+            .iter()
+            .map(|o| o.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    format!(
+        "{}\tcreated {}\t{} active key(s)\t{}\t{}",
+        game.name,
+        when(game.created_at),
+        game.active_keys,
+        describe_limit(game.rate_limit),
+        origins
+    )
+}
