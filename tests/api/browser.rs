@@ -95,7 +95,12 @@ async fn responses_to_browsers_let_the_page_read_them_errors_included() {
     assert_eq!(accepted.status(), 202);
     assert_eq!(header(&accepted, "access-control-allow-origin"), Some("*"));
     let exposed = header(&accepted, "access-control-expose-headers").unwrap();
-    for name in ["location", "x-request-id", "retry-after", "www-authenticate"] {
+    for name in [
+        "location",
+        "x-request-id",
+        "retry-after",
+        "www-authenticate",
+    ] {
         assert!(
             exposed.split(", ").any(|h| h == name),
             "{name} not in {exposed}"
