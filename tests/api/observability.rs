@@ -1,4 +1,5 @@
-//! Request ids, JSON logs and metrics, through real `app` processes.
+//! Request ids, JSON logs and metrics (in both of their formats), through real `app`
+//! processes and the in-process API.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -160,7 +161,15 @@ async fn a_request_id_follows_its_batch_into_the_worker_log_and_both_processes_e
             "API /metrics lacks {expected:?}:\n{api_metrics}"
         );
     }
-    let worker_metrics = get_text(&format!("http://{worker_metrics}/metrics")).await;
+    // The worker's own endpoint negotiates its format as the API's does.
+    let worker_url = format!("http://{worker_metrics}/metrics");
+    let (content_type, openmetrics) = scrape(&worker_url, Some(PROMETHEUS_2_ACCEPT)).await;
+    assert_eq!(content_type, OPENMETRICS, "{openmetrics}");
+    assert!(openmetrics.ends_with("# EOF\n"), "{openmetrics}");
+    assert!(openmetrics.contains("# TYPE game_events_jobs counter\n"));
+    let (content_type, worker_metrics) = scrape(&worker_url, None).await;
+    assert_eq!(content_type, PROMETHEUS_TEXT, "{worker_metrics}");
+    assert!(worker_metrics.contains("# TYPE game_events_jobs_total counter\n"));
     for expected in [
         r#"game_events_jobs_total{outcome="completed"} 1"#,
         "game_events_processing_seconds_count 1",
@@ -170,6 +179,85 @@ async fn a_request_id_follows_its_batch_into_the_worker_log_and_both_processes_e
             worker_metrics.contains(expected),
             "worker /metrics lacks {expected:?}:\n{worker_metrics}"
         );
+    }
+}
+
+/// What Prometheus 2 sends when it scrapes (and Debian's prometheus, 2.42, does).
+const PROMETHEUS_2_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// GETs a `/metrics` with `accept` (or none): the response's content type and body, after
+/// checking that the response says it varies with `Accept`.
+async fn scrape(url: &str, accept: Option<&str>) -> (String, String) {
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(accept) = accept {
+        request = request.header("accept", accept);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let header = |name: &str| {
+        let value = response.headers().get(name);
+        value.map(|v| v.to_str().unwrap().to_owned())
+    };
+    assert_eq!(header("vary").as_deref(), Some("accept"));
+    let content_type = header("content-type").unwrap_or_default();
+    (content_type, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn metrics_come_in_the_format_the_scraper_asks_for() {
+    let app = TestApp::spawn().await;
+    // A stored batch, so that the labelled counters and the histograms have samples.
+    let body = json!({ "events": [custom_event(Uuid::now_v7(), "p", Uuid::now_v7())] });
+    let batch_id = app.ingest(&body).await;
+    app.wait_for_status(batch_id, "completed", Duration::from_secs(30))
+        .await;
+    let url = app.url("/metrics");
+
+    // OpenMetrics for Prometheus: counters are families without `_total` (their samples
+    // have it), and the exposition ends with `# EOF`.
+    let (content_type, openmetrics) = scrape(&url, Some(PROMETHEUS_2_ACCEPT)).await;
+    assert_eq!(content_type, OPENMETRICS, "{openmetrics}");
+    assert!(openmetrics.ends_with("\n# EOF\n"), "{openmetrics}");
+    for line in [
+        "# TYPE game_events_http_requests counter\n",
+        "# TYPE game_events_events_accepted counter\n",
+        "# TYPE game_events_processing_seconds histogram\n",
+        r#"game_events_http_requests_total{route="/v1/events",method="POST",status="202"} "#,
+        r#"game_events_jobs_total{outcome="completed"} "#,
+        "game_events_end_to_end_lag_seconds_count ",
+    ] {
+        assert!(
+            openmetrics.contains(line),
+            "OpenMetrics lacks {line:?}:\n{openmetrics}"
+        );
+    }
+
+    // The text format 0.0.4 for everyone else: counters are `_total` in HELP and TYPE too,
+    // and there is no `# EOF`.
+    for accept in [
+        None,
+        Some("*/*"),
+        Some("text/plain"),
+        Some("application/openmetrics-text; version=0.0.1"),
+    ] {
+        let (content_type, text) = scrape(&url, accept).await;
+        assert_eq!(content_type, PROMETHEUS_TEXT, "Accept {accept:?}");
+        assert!(!text.contains("# EOF"), "Accept {accept:?}:\n{text}");
+        for line in [
+            "# HELP game_events_http_requests_total HTTP requests",
+            "# TYPE game_events_http_requests_total counter\n",
+            "# TYPE game_events_processing_seconds histogram\n",
+            r#"game_events_http_requests_total{route="/v1/events",method="POST",status="202"} "#,
+            r#"game_events_jobs_total{outcome="completed"} "#,
+            "game_events_end_to_end_lag_seconds_count ",
+        ] {
+            assert!(
+                text.contains(line),
+                "Accept {accept:?}: text lacks {line:?}:\n{text}"
+            );
+        }
     }
 }
 
