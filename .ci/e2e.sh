@@ -4,11 +4,15 @@
 #   1. sdk:     generates a Python client from openapi.yaml (openapi-python-client) and sends
 #               (ingest key), follows and reads back (read key) a batch of every event type
 #               through it; missing and wrong keys get typed 401/403/404 problems (e2e/sdk/);
-#   2. swagger: /docs in headless Chromium renders every operation; after Authorize with the
+#   2. ts:      generates a TypeScript client from openapi.yaml (@hey-api/openapi-ts), type-checks
+#               it with the test under `strict` (tsc), and drives the same flow through it: every
+#               event type sent, followed and read back, a 422's errors read through its types,
+#               401 and 403 problems (e2e/ts/);
+#   3. swagger: /docs in headless Chromium renders every operation; after Authorize with the
 #               ingest key, "Try it out" on POST /v1/events with the example gets a 202, and
 #               after Authorize with the read key, GET /v1/batches/{id} of that batch a 200
 #               (e2e/browser/test_swagger.mjs);
-#   3. cross-origin: a page served from a second local origin sends a batch with fetch
+#   4. cross-origin: a page served from a second local origin sends a batch with fetch
 #               (through a real CORS preflight) and one with navigator.sendBeacon, in headless
 #               Chromium; both end up stored (e2e/browser/test_cross_origin.mjs).
 # Installs what it needs (chromium from apt, a pinned Python venv under
@@ -73,6 +77,9 @@ echo "$venv"
 step "npm ci (e2e/browser: playwright-core, pinned by package-lock.json)"
 (cd e2e/browser && npm ci --no-audit --no-fund --loglevel=error)
 
+step "npm ci (e2e/ts: @hey-api/openapi-ts, typescript, @types/node, pinned by package-lock.json)"
+(cd e2e/ts && npm ci --no-audit --no-fund --loglevel=error)
+
 step "cargo build --locked"
 cargo build --locked
 built="${CARGO_TARGET_DIR:-$root/target}/debug/app"
@@ -134,6 +141,17 @@ else
   failures+=("sdk (e2e/sdk: client generation or test_sdk.py, output above)")
 fi
 
+step "TypeScript: generate a client from openapi.yaml (@hey-api/openapi-ts), type-check it and the test under strict, then drive the same flow through it"
+# The client goes where e2e/ts/tsconfig.json compiles it with the test, into e2e/ts/build.
+rm -rf e2e/ts/build
+if SDK_OUT="$root/e2e/ts/generated" e2e/ts/generate.sh \
+    && e2e/ts/node_modules/.bin/tsc -p e2e/ts/tsconfig.json \
+    && node e2e/ts/build/test_client.js --base-url "$url"; then
+  :
+else
+  failures+=("ts (e2e/ts: client generation, tsc under strict, or test_client.ts, output above)")
+fi
+
 step "Swagger UI: /docs in headless Chromium; Authorize, then Try it out on POST /v1/events and GET /v1/batches/{id}"
 if node e2e/browser/test_swagger.mjs --base-url "$url" --screenshots "$work/screenshots"; then
   :
@@ -162,4 +180,4 @@ if ((${#failures[@]})); then
   printf '  - %s\n' "${failures[@]}" >&2
   exit 1
 fi
-printf '\nE2E PASSED: sdk, swagger, cross-origin (%ds)\n' "$SECONDS"
+printf '\nE2E PASSED: sdk, ts, swagger, cross-origin (%ds)\n' "$SECONDS"
