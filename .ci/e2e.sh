@@ -14,8 +14,11 @@
 #               (e2e/browser/test_swagger.mjs);
 #   4. cross-origin: a page served from a second local origin sends a batch with fetch
 #               (through a real CORS preflight) and one with navigator.sendBeacon, in headless
-#               Chromium; both end up stored (e2e/browser/test_cross_origin.mjs).
-# Installs what it needs (chromium from apt, a pinned Python venv under
+#               Chromium; both end up stored (e2e/browser/test_cross_origin.mjs);
+#   5. metrics: once the tests above have made traffic, /metrics in both formats through
+#               Prometheus's tools: `promtool check metrics` on each, and a Prometheus server's
+#               scrape of the OpenMetrics one (e2e/metrics/check_metrics.sh).
+# Installs what it needs (chromium and prometheus from apt, a pinned Python venv under
 # ${XDG_CACHE_HOME:-~/.cache}/app-ci/, npm ci). Idempotent; safe to rerun. Needs PostgreSQL on
 # 127.0.0.1:5432 (or TEST_DATABASE_SERVER=postgres://user:password@host:port).
 set -euo pipefail
@@ -60,13 +63,17 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-step "Tools: chromium, python3 (venv), node and npm"
+step "Tools: chromium, prometheus (promtool), python3 (venv), node and npm"
 [[ -x /usr/bin/chromium ]] || { echo "installing chromium (apt)"; apt_install chromium; }
+# promtool and the server, without the node exporter the package recommends (a daemon of its own).
+command -v promtool >/dev/null && command -v prometheus >/dev/null \
+  || { echo "installing prometheus (apt)"; apt_install --no-install-recommends prometheus; }
 command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null \
   || { echo "installing python3-venv (apt)"; apt_install python3 python3-venv; }
 command -v npm >/dev/null || { echo "installing nodejs and npm (apt)"; apt_install nodejs npm; }
 command -v psql >/dev/null || { echo "installing postgresql-client (apt)"; apt_install postgresql-client; }
 /usr/bin/chromium --version
+promtool --version 2>&1 | head -n 1
 python3 --version
 echo "node $(node --version)"
 
@@ -166,6 +173,13 @@ else
   failures+=("cross-origin (e2e/browser/test_cross_origin.mjs, output above; app log $work/app.log)")
 fi
 
+step "Metrics: both formats of /metrics through promtool check metrics, and a Prometheus server's scrape"
+if e2e/metrics/check_metrics.sh --base-url "$url" --work "$work/metrics"; then
+  :
+else
+  failures+=("metrics (e2e/metrics/check_metrics.sh, output above; scrapes in $work/metrics)")
+fi
+
 if ! kill -0 "$app_pid" 2>/dev/null; then
   failures+=("app exited during the tests (log: $work/app.log)")
 fi
@@ -180,4 +194,4 @@ if ((${#failures[@]})); then
   printf '  - %s\n' "${failures[@]}" >&2
   exit 1
 fi
-printf '\nE2E PASSED: sdk, ts, swagger, cross-origin (%ds)\n' "$SECONDS"
+printf '\nE2E PASSED: sdk, ts, swagger, cross-origin, metrics (%ds)\n' "$SECONDS"
