@@ -52,6 +52,10 @@ ci:
 sdk:
     e2e/sdk/generate.sh
 
-# End-to-end tests against a real `app run`: the generated Python client, Swagger UI, and a page on another origin sending events (fetch, sendBeacon) in headless Chromium
+# Generate the TypeScript client from openapi.yaml into sdk/typescript (git-ignored)
+sdk-ts:
+    e2e/ts/generate.sh
+
+# End-to-end tests against a real `app run`: the generated Python and TypeScript clients, Swagger UI, a page on another origin sending events (fetch, sendBeacon) in headless Chromium, and /metrics through promtool and a Prometheus server
 e2e:
     bash .ci/e2e.sh
