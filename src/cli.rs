@@ -4,7 +4,9 @@ use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
 
 use crate::auth::Scope;
-use crate::config::{DatabaseSettings, RetrySettings, ServeSettings, WorkSettings};
+use crate::config::{
+    DatabaseSettings, DatabaseWaitSettings, RetrySettings, ServeSettings, WorkSettings,
+};
 use crate::domain::{GameName, Origin};
 use crate::telemetry::LogFormat;
 
@@ -38,6 +40,8 @@ pub enum Command {
         #[command(flatten)]
         db: DatabaseSettings,
         #[command(flatten)]
+        wait: DatabaseWaitSettings,
+        #[command(flatten)]
         serve: ServeSettings,
     },
     /// Run a worker (migrates the database first). Run as many as you like, anywhere.
@@ -45,14 +49,18 @@ pub enum Command {
         #[command(flatten)]
         db: DatabaseSettings,
         #[command(flatten)]
+        wait: DatabaseWaitSettings,
+        #[command(flatten)]
         work: WorkSettings,
     },
     /// Migrate, then serve the API and run a worker in this one process: the quick start.
     /// On a database without any API key, it first creates the game `demo` with an ingest
-    /// key and a read key, and prints them (once).
+    /// key and a read key, and prints them (once). It runs until Ctrl-C or SIGTERM.
     Run {
         #[command(flatten)]
         db: DatabaseSettings,
+        #[command(flatten)]
+        wait: DatabaseWaitSettings,
         #[command(flatten)]
         serve: ServeSettings,
         #[command(flatten)]
@@ -201,6 +209,36 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    /// `app <args> --help` as clap renders it.
+    fn help(args: &[&str]) -> String {
+        let error = Cli::try_parse_from([&["app"], args, &["--help"]].concat())
+            .expect_err("--help ends parsing");
+        assert_eq!(error.kind(), clap::error::ErrorKind::DisplayHelp);
+        error.to_string()
+    }
+
+    #[test]
+    fn only_the_services_wait_for_the_database() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["app"], args].concat());
+        for service in ["serve", "work", "run"] {
+            match parse(&[service, "--database-wait-secs", "5"])
+                .unwrap()
+                .command
+            {
+                Command::Serve { wait, .. }
+                | Command::Work { wait, .. }
+                | Command::Run { wait, .. } => {
+                    assert_eq!(wait.database_wait_secs, 5)
+                }
+                other => panic!("parsed as {other:?}"),
+            }
+            assert!(help(&[service]).contains("DATABASE_WAIT_SECS"), "{service}");
+        }
+        assert!(parse(&["run", "--database-wait-secs", "-1"]).is_err());
+        assert!(parse(&["migrate", "--database-wait-secs", "5"]).is_err());
+        assert!(parse(&["keys", "list", "--database-wait-secs", "5"]).is_err());
     }
 
     #[test]
