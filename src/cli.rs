@@ -19,6 +19,15 @@ use crate::telemetry::LogFormat;
     propagate_version = true
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How a command logs. Each command that logs takes it (`openapi` prints a document and
+/// does not), so that `app openapi --help` lists only what `openapi` heeds; `global`
+/// passes it on to subcommands, as in `app keys list --log-format json`.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct LogSettings {
     /// Log as readable text or as JSON lines.
     #[arg(
         long,
@@ -28,9 +37,6 @@ pub struct Cli {
         default_value = "text"
     )]
     pub log_format: LogFormat,
-
-    #[command(subcommand)]
-    pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
@@ -43,6 +49,8 @@ pub enum Command {
         wait: DatabaseWaitSettings,
         #[command(flatten)]
         serve: ServeSettings,
+        #[command(flatten)]
+        log: LogSettings,
     },
     /// Run a worker (migrates the database first). Run as many as you like, anywhere.
     Work {
@@ -52,6 +60,8 @@ pub enum Command {
         wait: DatabaseWaitSettings,
         #[command(flatten)]
         work: WorkSettings,
+        #[command(flatten)]
+        log: LogSettings,
     },
     /// Migrate, then serve the API and run a worker in this one process: the quick start.
     /// On a database without any API key, it first creates the game `demo` with an ingest
@@ -65,31 +75,63 @@ pub enum Command {
         serve: ServeSettings,
         #[command(flatten)]
         work: WorkSettings,
+        #[command(flatten)]
+        log: LogSettings,
     },
     /// Create the database if it is missing and apply every migration.
     Migrate {
         #[command(flatten)]
         db: DatabaseSettings,
+        #[command(flatten)]
+        log: LogSettings,
     },
     /// Print the OpenAPI document as YAML.
     Openapi,
     /// Benchmark a running API: send events, wait until they are stored, compare with COPY.
-    Bench(crate::bench::BenchArgs),
+    Bench {
+        #[command(flatten)]
+        args: crate::bench::BenchArgs,
+        #[command(flatten)]
+        log: LogSettings,
+    },
     /// Batches that used up their attempts.
     Failed {
         #[command(subcommand)]
         action: FailedCommand,
+        #[command(flatten)]
+        log: LogSettings,
     },
     /// Games: each has its own players, sessions, events and keys.
     Games {
         #[command(subcommand)]
         action: GamesCommand,
+        #[command(flatten)]
+        log: LogSettings,
     },
     /// API keys: each belongs to one game and has one scope (ingest or read).
     Keys {
         #[command(subcommand)]
         action: KeysCommand,
+        #[command(flatten)]
+        log: LogSettings,
     },
+}
+
+impl Command {
+    /// How the command logs; `None` for `openapi`, which does not.
+    pub fn log_format(&self) -> Option<LogFormat> {
+        match self {
+            Command::Serve { log, .. }
+            | Command::Work { log, .. }
+            | Command::Run { log, .. }
+            | Command::Migrate { log, .. }
+            | Command::Bench { log, .. }
+            | Command::Failed { log, .. }
+            | Command::Games { log, .. }
+            | Command::Keys { log, .. } => Some(log.log_format),
+            Command::Openapi => None,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -217,6 +259,53 @@ mod tests {
             .expect_err("--help ends parsing");
         assert_eq!(error.kind(), clap::error::ErrorKind::DisplayHelp);
         error.to_string()
+    }
+
+    #[test]
+    fn openapi_lists_only_the_options_it_heeds() {
+        let openapi = help(&["openapi"]);
+        assert!(!openapi.contains("--log-format"), "{openapi}");
+        assert!(!openapi.contains("--database-url"), "{openapi}");
+        assert!(Cli::try_parse_from(["app", "openapi", "--log-format", "json"]).is_err());
+        assert_eq!(
+            Cli::try_parse_from(["app", "openapi"])
+                .unwrap()
+                .command
+                .log_format(),
+            None
+        );
+        // Every command that logs still takes it, subcommands included.
+        for args in [
+            &["run"][..],
+            &["keys", "list"],
+            &["failed", "retry"],
+            &["bench"],
+        ] {
+            assert!(help(args).contains("--log-format"), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn the_log_format_is_taken_after_the_command_and_its_subcommand() {
+        let format = |args: &[&str]| {
+            Cli::try_parse_from([&["app"], args].concat())
+                .unwrap()
+                .command
+                .log_format()
+        };
+        assert_eq!(format(&["run"]), Some(LogFormat::Text));
+        assert_eq!(
+            format(&["run", "--log-format", "json"]),
+            Some(LogFormat::Json)
+        );
+        assert_eq!(
+            format(&["keys", "list", "--log-format", "json"]),
+            Some(LogFormat::Json)
+        );
+        assert_eq!(
+            format(&["keys", "--log-format", "json", "list"]),
+            Some(LogFormat::Json)
+        );
     }
 
     #[test]

@@ -16,15 +16,18 @@ use crate::{api, db, metrics, startup, store};
 
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve { db, wait, serve } => serve_api(db, wait, serve).await?,
-        Command::Work { db, wait, work } => run_worker(db, wait, work).await?,
+        Command::Serve {
+            db, wait, serve, ..
+        } => serve_api(db, wait, serve).await?,
+        Command::Work { db, wait, work, .. } => run_worker(db, wait, work).await?,
         Command::Run {
             db,
             wait,
             serve,
             work,
+            ..
         } => run_all(db, wait, serve, work).await?,
-        Command::Migrate { db } => {
+        Command::Migrate { db, .. } => {
             admin_database(&db).await?.close().await;
             println!(
                 "the database is up to date ({} migrations)",
@@ -32,10 +35,10 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Openapi => print!("{}", api::openapi().spec_yaml()),
-        Command::Bench(args) => crate::bench::run(args).await?,
-        Command::Failed { action } => return failed::run(action).await,
-        Command::Games { action } => return games::run(action).await,
-        Command::Keys { action } => return keys::run(action).await,
+        Command::Bench { args, .. } => crate::bench::run(args).await?,
+        Command::Failed { action, .. } => return failed::run(action).await,
+        Command::Games { action, .. } => return games::run(action).await,
+        Command::Keys { action, .. } => return keys::run(action).await,
     }
     Ok(ExitCode::SUCCESS)
 }
