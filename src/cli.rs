@@ -4,7 +4,9 @@ use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
 
 use crate::auth::Scope;
-use crate::config::{DatabaseSettings, RetrySettings, ServeSettings, WorkSettings};
+use crate::config::{
+    DatabaseSettings, DatabaseWaitSettings, RetrySettings, ServeSettings, WorkSettings,
+};
 use crate::domain::{GameName, Origin};
 use crate::telemetry::LogFormat;
 
@@ -17,6 +19,15 @@ use crate::telemetry::LogFormat;
     propagate_version = true
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How a command logs. Each command that logs takes it (`openapi` prints a document and
+/// does not), so that `app openapi --help` lists only what `openapi` heeds; `global`
+/// passes it on to subcommands, as in `app keys list --log-format json`.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct LogSettings {
     /// Log as readable text or as JSON lines.
     #[arg(
         long,
@@ -26,9 +37,6 @@ pub struct Cli {
         default_value = "text"
     )]
     pub log_format: LogFormat,
-
-    #[command(subcommand)]
-    pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
@@ -38,50 +46,92 @@ pub enum Command {
         #[command(flatten)]
         db: DatabaseSettings,
         #[command(flatten)]
+        wait: DatabaseWaitSettings,
+        #[command(flatten)]
         serve: ServeSettings,
+        #[command(flatten)]
+        log: LogSettings,
     },
     /// Run a worker (migrates the database first). Run as many as you like, anywhere.
     Work {
         #[command(flatten)]
         db: DatabaseSettings,
         #[command(flatten)]
+        wait: DatabaseWaitSettings,
+        #[command(flatten)]
         work: WorkSettings,
+        #[command(flatten)]
+        log: LogSettings,
     },
     /// Migrate, then serve the API and run a worker in this one process: the quick start.
     /// On a database without any API key, it first creates the game `demo` with an ingest
-    /// key and a read key, and prints them (once).
+    /// key and a read key, and prints them (once). It runs until Ctrl-C or SIGTERM.
     Run {
         #[command(flatten)]
         db: DatabaseSettings,
         #[command(flatten)]
+        wait: DatabaseWaitSettings,
+        #[command(flatten)]
         serve: ServeSettings,
         #[command(flatten)]
         work: WorkSettings,
+        #[command(flatten)]
+        log: LogSettings,
     },
     /// Create the database if it is missing and apply every migration.
     Migrate {
         #[command(flatten)]
         db: DatabaseSettings,
+        #[command(flatten)]
+        log: LogSettings,
     },
     /// Print the OpenAPI document as YAML.
     Openapi,
     /// Benchmark a running API: send events, wait until they are stored, compare with COPY.
-    Bench(crate::bench::BenchArgs),
+    Bench {
+        #[command(flatten)]
+        args: crate::bench::BenchArgs,
+        #[command(flatten)]
+        log: LogSettings,
+    },
     /// Batches that used up their attempts.
     Failed {
         #[command(subcommand)]
         action: FailedCommand,
+        #[command(flatten)]
+        log: LogSettings,
     },
     /// Games: each has its own players, sessions, events and keys.
     Games {
         #[command(subcommand)]
         action: GamesCommand,
+        #[command(flatten)]
+        log: LogSettings,
     },
     /// API keys: each belongs to one game and has one scope (ingest or read).
     Keys {
         #[command(subcommand)]
         action: KeysCommand,
+        #[command(flatten)]
+        log: LogSettings,
     },
+}
+
+impl Command {
+    /// How the command logs; `None` for `openapi`, which does not.
+    pub fn log_format(&self) -> Option<LogFormat> {
+        match self {
+            Command::Serve { log, .. }
+            | Command::Work { log, .. }
+            | Command::Run { log, .. }
+            | Command::Migrate { log, .. }
+            | Command::Bench { log, .. }
+            | Command::Failed { log, .. }
+            | Command::Games { log, .. }
+            | Command::Keys { log, .. } => Some(log.log_format),
+            Command::Openapi => None,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -201,6 +251,83 @@ mod tests {
     #[test]
     fn the_command_line_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    /// `app <args> --help` as clap renders it.
+    fn help(args: &[&str]) -> String {
+        let error = Cli::try_parse_from([&["app"], args, &["--help"]].concat())
+            .expect_err("--help ends parsing");
+        assert_eq!(error.kind(), clap::error::ErrorKind::DisplayHelp);
+        error.to_string()
+    }
+
+    #[test]
+    fn openapi_lists_only_the_options_it_heeds() {
+        let openapi = help(&["openapi"]);
+        assert!(!openapi.contains("--log-format"), "{openapi}");
+        assert!(!openapi.contains("--database-url"), "{openapi}");
+        assert!(Cli::try_parse_from(["app", "openapi", "--log-format", "json"]).is_err());
+        assert_eq!(
+            Cli::try_parse_from(["app", "openapi"])
+                .unwrap()
+                .command
+                .log_format(),
+            None
+        );
+        // Every command that logs still takes it, subcommands included.
+        for args in [
+            &["run"][..],
+            &["keys", "list"],
+            &["failed", "retry"],
+            &["bench"],
+        ] {
+            assert!(help(args).contains("--log-format"), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn the_log_format_is_taken_after_the_command_and_its_subcommand() {
+        let format = |args: &[&str]| {
+            Cli::try_parse_from([&["app"], args].concat())
+                .unwrap()
+                .command
+                .log_format()
+        };
+        assert_eq!(format(&["run"]), Some(LogFormat::Text));
+        assert_eq!(
+            format(&["run", "--log-format", "json"]),
+            Some(LogFormat::Json)
+        );
+        assert_eq!(
+            format(&["keys", "list", "--log-format", "json"]),
+            Some(LogFormat::Json)
+        );
+        assert_eq!(
+            format(&["keys", "--log-format", "json", "list"]),
+            Some(LogFormat::Json)
+        );
+    }
+
+    #[test]
+    fn only_the_services_wait_for_the_database() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["app"], args].concat());
+        for service in ["serve", "work", "run"] {
+            match parse(&[service, "--database-wait-secs", "5"])
+                .unwrap()
+                .command
+            {
+                Command::Serve { wait, .. }
+                | Command::Work { wait, .. }
+                | Command::Run { wait, .. } => {
+                    assert_eq!(wait.database_wait_secs, 5)
+                }
+                other => panic!("parsed as {other:?}"),
+            }
+            assert!(help(&[service]).contains("DATABASE_WAIT_SECS"), "{service}");
+        }
+        assert!(parse(&["run", "--database-wait-secs", "-1"]).is_err());
+        assert!(parse(&["migrate", "--database-wait-secs", "5"]).is_err());
+        assert!(parse(&["keys", "list", "--database-wait-secs", "5"]).is_err());
     }
 
     #[test]

@@ -22,7 +22,8 @@ pub struct DatabaseSettings {
     pub max_connections: u32,
 
     /// How long a request waits for a free connection (or for the database to answer a
-    /// connect) before it fails with 503, in milliseconds.
+    /// connect) before it fails with 503, in milliseconds. At start-up, how long a
+    /// connection attempt waits for the database to answer.
     #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT_MS", default_value_t = 5_000)]
     pub acquire_timeout_ms: u64,
 }
@@ -30,6 +31,30 @@ pub struct DatabaseSettings {
 impl DatabaseSettings {
     pub fn acquire_timeout(&self) -> Duration {
         Duration::from_millis(self.acquire_timeout_ms)
+    }
+}
+
+/// How long a service waits at start-up for a database that is not up yet: long enough for
+/// a container started beside its database (docker compose, Kubernetes) to outwait the
+/// database's own start, short enough that a wrong address fails within a minute.
+pub const DEFAULT_DATABASE_WAIT_SECS: u64 = 60;
+
+/// How a service (`serve`, `work`, `run`) waits for its database at start-up. The
+/// administrative commands do not wait: a person is waiting.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct DatabaseWaitSettings {
+    /// At start-up, how long to wait for a database that cannot be reached yet (nothing
+    /// listens, no answer, starting up), in seconds, trying again with growing pauses
+    /// (0: try once). A failure that waiting cannot mend, such as a wrong password, an
+    /// unknown user or a missing privilege, stops the process at once.
+    #[arg(long, env = "DATABASE_WAIT_SECS", default_value_t = DEFAULT_DATABASE_WAIT_SECS,
+          value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub database_wait_secs: u64,
+}
+
+impl DatabaseWaitSettings {
+    pub fn database_wait(&self) -> Duration {
+        Duration::from_secs(self.database_wait_secs)
     }
 }
 

@@ -361,7 +361,7 @@ mod tests {
         let mut all = vec!["app", "bench"];
         all.extend_from_slice(args);
         match Cli::try_parse_from(all)?.command {
-            Command::Bench(b) => Ok(b),
+            Command::Bench { args, .. } => Ok(args),
             other => panic!("parsed as {other:?}"),
         }
     }

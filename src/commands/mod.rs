@@ -6,54 +6,74 @@ mod keys;
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use sqlx::PgPool;
 
 use crate::cli::Command;
-use crate::config::{DatabaseSettings, ServeSettings, WorkSettings};
+use crate::config::{DatabaseSettings, DatabaseWaitSettings, ServeSettings, WorkSettings};
+use crate::startup::{ApiListener, ApiServer, StartupError};
 use crate::worker::Worker;
 use crate::{api, db, metrics, startup, store};
 
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve { db, serve } => serve_api(db, serve).await?,
-        Command::Work { db, work } => run_worker(db, work).await?,
-        Command::Run { db, serve, work } => run_all(db, serve, work).await?,
-        Command::Migrate { db } => {
-            db::create_database_if_missing(&db.database_url).await?;
-            db::migrate(&db::pool(&db)?).await?;
+        Command::Serve {
+            db, wait, serve, ..
+        } => serve_api(db, wait, serve).await?,
+        Command::Work { db, wait, work, .. } => run_worker(db, wait, work).await?,
+        Command::Run {
+            db,
+            wait,
+            serve,
+            work,
+            ..
+        } => run_all(db, wait, serve, work).await?,
+        Command::Migrate { db, .. } => {
+            admin_database(&db).await?.close().await;
             println!(
                 "the database is up to date ({} migrations)",
                 db::MIGRATIONS.len()
             );
         }
         Command::Openapi => print!("{}", api::openapi().spec_yaml()),
-        Command::Bench(args) => crate::bench::run(args).await?,
-        Command::Failed { action } => return failed::run(action).await,
-        Command::Games { action } => return games::run(action).await,
-        Command::Keys { action } => return keys::run(action).await,
+        Command::Bench { args, .. } => crate::bench::run(args).await?,
+        Command::Failed { action, .. } => return failed::run(action).await,
+        Command::Games { action, .. } => return games::run(action).await,
+        Command::Keys { action, .. } => return keys::run(action).await,
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// The database of an administrative command, created and migrated if need be, so that
 /// `app keys create` works on a fresh database. It does not wait for a database that is
-/// still starting, as the services do: a person is waiting.
-async fn admin_database(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
-    Ok(db::prepare(settings).await?)
+/// still starting, as the services do: a person is waiting. A connection attempt that
+/// gets no answer gives up after the acquire timeout (--acquire-timeout-ms, 5 s).
+async fn admin_database(settings: &DatabaseSettings) -> Result<PgPool, StartupError> {
+    db::prepare(settings)
+        .await
+        .map_err(|source| StartupError::Database {
+            source,
+            waited: None,
+        })
 }
 
-async fn serve_api(db: DatabaseSettings, serve: ServeSettings) -> anyhow::Result<()> {
-    let pool = startup::prepare_database(&db).await?;
-    let server = startup::ApiServer::bind(pool, &serve)
-        .await
-        .with_context(|| format!("cannot listen on {}", serve.bind))?;
+async fn serve_api(
+    db: DatabaseSettings,
+    wait: DatabaseWaitSettings,
+    serve: ServeSettings,
+) -> anyhow::Result<()> {
+    let listener = ApiListener::bind(serve.bind)?;
+    let pool = startup::prepare_database(&db, wait.database_wait()).await?;
+    let server = ApiServer::on(listener, pool, &serve)?;
     server.run_until(startup::shutdown_signal()).await?;
     Ok(())
 }
 
-async fn run_worker(db: DatabaseSettings, work: WorkSettings) -> anyhow::Result<()> {
-    let pool = startup::prepare_database(&db).await?;
+async fn run_worker(
+    db: DatabaseSettings,
+    wait: DatabaseWaitSettings,
+    work: WorkSettings,
+) -> anyhow::Result<()> {
+    let pool = startup::prepare_database(&db, wait.database_wait()).await?;
     let worker = Worker::start(pool.clone(), &work).await?;
     match work.metrics_bind {
         Some(bind) => {
@@ -70,13 +90,13 @@ async fn run_worker(db: DatabaseSettings, work: WorkSettings) -> anyhow::Result<
 
 async fn run_all(
     db: DatabaseSettings,
+    wait: DatabaseWaitSettings,
     serve: ServeSettings,
     work: WorkSettings,
 ) -> anyhow::Result<()> {
-    let pool = startup::prepare_database(&db).await?;
-    let server = startup::ApiServer::bind(pool.clone(), &serve)
-        .await
-        .with_context(|| format!("cannot listen on {}", serve.bind))?;
+    let listener = ApiListener::bind(serve.bind)?;
+    let pool = startup::prepare_database(&db, wait.database_wait()).await?;
+    let server = ApiServer::on(listener, pool.clone(), &serve)?;
     // The quick start: a fresh database gets a game and keys to try the API with.
     if let Some((ingest, read)) = store::games::create_demo_keys_if_none(&pool).await? {
         println!(

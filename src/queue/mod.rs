@@ -1,9 +1,10 @@
 //! The durable queue: one sqlxmq job per accepted batch, whose id is the batch's id.
 //! Batches are queued through a group committer (see [`group_commit`]).
 //!
-//! Claiming is our own `mq_poll` (migrations/…_claim_jobs_skip_locked.sql), which sqlxmq's
-//! runner calls. A job's lease is its retry backoff: a job whose worker stops renewing
-//! the lease is claimed again once the lease runs out, and each claim uses one attempt.
+//! Claiming is our own `mq_poll`, which sqlxmq's runner calls: defined in migration 6
+//! (…_claims_and_leases_in_fewer_calls.sql), which replaced migration 2's. A job's lease
+//! is its retry backoff: a job whose worker stops renewing the lease is claimed again once
+//! the lease runs out, and each claim uses one attempt.
 
 mod backpressure;
 pub mod failed;

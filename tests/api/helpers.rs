@@ -77,7 +77,7 @@ impl TestApp {
             max_connections: 10,
             acquire_timeout_ms: 5_000,
         };
-        let pool = startup::prepare_database(&db_settings)
+        let pool = startup::prepare_database(&db_settings, DATABASE_WAIT)
             .await
             .expect("prepare the test database");
 

@@ -17,6 +17,11 @@ pub fn server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres:postgres@127.0.0.1:5432".to_owned())
 }
 
+/// How long a test waits for the test server when it creates a database, as a service
+/// would at start-up: it rides out a moment of too many connections while tests run in
+/// parallel.
+pub const DATABASE_WAIT: Duration = Duration::from_secs(app::config::DEFAULT_DATABASE_WAIT_SECS);
+
 /// Polls `check` until it returns `Some`, or panics after `within`.
 pub async fn wait_for<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
 where

@@ -100,7 +100,7 @@ impl TestDb {
             max_connections: 4,
             acquire_timeout_ms: 5_000,
         };
-        app::startup::prepare_database(&settings)
+        app::startup::prepare_database(&settings, crate::common::DATABASE_WAIT)
             .await
             .expect("create and migrate the test database")
             .close()
@@ -547,7 +547,17 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// A cluster that trusts every local connection.
     pub fn init() -> Self {
+        Self::init_with_auth(&["--auth=trust"], None)
+    }
+
+    /// A cluster whose user `postgres` must give `password` (SCRAM), also over 127.0.0.1.
+    pub fn init_with_password(password: &str) -> Self {
+        Self::init_with_auth(&["--auth=scram-sha-256"], Some(password))
+    }
+
+    fn init_with_auth(auth: &[&str], password: Option<&str>) -> Self {
         let bin = postgres_bin_dir();
         let dir = TempDir::new("cluster");
         // initdb and pg_ctl refuse to run as root: run them as the postgres user then.
@@ -560,20 +570,19 @@ impl Cluster {
             assert!(status.success(), "chown the cluster directory to postgres");
         }
         let data = dir.path().join("data");
-        let output = pg_command(&bin, "initdb")
+        let mut initdb = pg_command(&bin, "initdb");
+        initdb
             .arg("-D")
             .arg(&data)
-            .args([
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--no-sync",
-                "-E",
-                "UTF8",
-                "--locale=C",
-            ])
-            .output()
-            .expect("run initdb");
+            .args(["-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C"])
+            .args(auth);
+        if let Some(password) = password {
+            // Readable by the postgres user that runs initdb when we are root.
+            let file = dir.path().join("password");
+            fs::write(&file, password).expect("write the password file");
+            initdb.arg(format!("--pwfile={}", file.display()));
+        }
+        let output = initdb.output().expect("run initdb");
         assert!(
             output.status.success(),
             "initdb: {}",

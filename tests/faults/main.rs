@@ -13,3 +13,4 @@ mod hung;
 mod outage;
 mod shutdown;
 mod soak;
+mod startup;
