@@ -173,6 +173,15 @@ create_key() {
     echo "created an ingest key for the game ci"
 }
 
+# One stored event, read back through the published port with a read key.
+read_back() {
+    local read_key id=$1
+    read_key=$(compose exec -T api app keys create --game ci --scope read | tail -n 1)
+    curl -fsS -o /dev/null -H "Authorization: Bearer $read_key" "http://$API_PORT/v1/events/$id" \
+        || fail "GET /v1/events/$id with a read key failed"
+    echo "read back: GET /v1/events/$id with a read key"
+}
+
 load() { python3 .ci/compose_load.py --url "http://$API_PORT" --key "$key" "$@"; }
 
 # Stops the database (it must exit 0, in time), starts it again and waits for its health.
@@ -225,10 +234,11 @@ wait_healthy db api
 [[ $(docker inspect -f '{{.State.ExitCode}}' "$(containers migrate)") == 0 ]] || fail "migrate failed"
 compose ps
 
-step "A key from the api container; events posted to the published port, all stored"
+step "Keys from the api container; events posted to the published port, all stored"
 create_key
 load --batches 20 --concurrency 2 --ids-out "$work/ids-1"
 wait_stored "$work/ids-1"
+read_back "$(head -n 1 "$work/ids-1")"
 
 step "The database restarted under load: nothing lost"
 load --batches 300 --concurrency 4 --rate 50 --ids-out "$work/ids-2" \

@@ -18,12 +18,37 @@ mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 label=app-ci.standin.digest
 ca_bundle=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
 
-# Scratch directories, removed on any exit (a failed debootstrap's too).
+# Scratch files and directories, removed on any exit (a failed debootstrap's too).
 scratch=()
 trap 'rm -rf "${scratch[@]}"' EXIT
 
 log() { printf '[standins %3ds] %s\n' "$SECONDS" "$*" >&2; }
+
+# Runs a command with its output in a file, and shows the end of that only if it fails:
+# debootstrap and apt print hundreds of lines that matter only then.
+quietly() {
+    local out
+    out=$(mktemp "${TMPDIR:-/tmp}/standin-log.XXXXXX")
+    scratch+=("$out")
+    if ! "$@" >"$out" 2>&1; then
+        tail -n 60 "$out" >&2
+        log "failed: $*"
+        exit 1
+    fi
+}
+
 digest() { sha256sum | cut -c1-16; }
+
+image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
+
+# Removes the image a rebuild replaced, unless something still uses it (the app's build
+# cache does until its next build, which removes its own old images and so this one).
+drop_replaced() {
+    local old=$1 tag=$2
+    if [[ -n $old && $old != "$(image_id "$tag")" ]]; then
+        docker rmi "$old" >/dev/null 2>&1 || true
+    fi
+}
 
 # True when the image exists and was built from inputs with this digest.
 fresh() {
@@ -36,7 +61,7 @@ fresh() {
 # locales, now or from later installs, and no package lists.
 make_rootfs() {
     local dir=$1
-    debootstrap --variant=minbase "$suite" "$dir" "$mirror" >&2
+    quietly debootstrap --variant=minbase "$suite" "$dir" "$mirror"
     cat >"$dir/etc/dpkg/dpkg.cfg.d/slim" <<'CFG'
 path-exclude /usr/share/doc/*
 path-exclude /usr/share/man/*
@@ -64,30 +89,34 @@ SRC
 
 # Each build_* sets `image` to the tag it made or found fresh.
 build_debian() {
-    local tag=app-ci-standin/debian:$suite-slim want tmp
+    local tag=app-ci-standin/debian:$suite-slim want tmp old
     want=$({ declare -f make_rootfs; echo "$suite $mirror"; } | digest)
     if ! fresh "$tag" "$want"; then
         command -v debootstrap >/dev/null || { log "debootstrap is not installed"; exit 1; }
         tmp=$(mktemp -d "${TMPDIR:-/tmp}/standin-rootfs.XXXXXX")
         scratch+=("$tmp")
         log "debootstrap $suite (minbase) -> $tag"
+        old=$(image_id "$tag")
         make_rootfs "$tmp/rootfs"
         tar -C "$tmp/rootfs" -c . \
             | docker import -c 'CMD ["bash"]' -c "LABEL $label=$want" - "$tag" >/dev/null
         rm -rf "$tmp"
+        drop_replaced "$old" "$tag"
     fi
     image=$tag
 }
 
 build_postgres() {
-    local base tag=app-ci-standin/postgres:15-$suite want
+    local base tag=app-ci-standin/postgres:15-$suite want old
     build_debian
     base=$image
-    want=$({ docker image inspect -f '{{.Id}}' "$base"; cat "$here"/postgres/*; } | digest)
+    want=$({ image_id "$base"; cat "$here"/postgres/*; } | digest)
     if ! fresh "$tag" "$want"; then
         log "postgres (Debian's postgresql-15) -> $tag"
-        docker build --build-arg "BASE_IMAGE=$base" --label "$label=$want" \
-            -t "$tag" "$here/postgres" >&2
+        old=$(image_id "$tag")
+        quietly docker build --build-arg "BASE_IMAGE=$base" --label "$label=$want" \
+            -t "$tag" "$here/postgres"
+        drop_replaced "$old" "$tag"
     fi
     image=$tag
 }
@@ -109,21 +138,23 @@ stage_rust() {
 }
 
 build_rust() {
-    local base version tag want ctx toolchain
+    local base version tag want ctx toolchain old
     build_debian
     base=$image
     version=$(rustc --version | awk '{print $2}')
     tag=app-ci-standin/rust:$version-slim-$suite
-    want=$({ docker image inspect -f '{{.Id}}' "$base"; rustc -vV; cargo -V
+    want=$({ image_id "$base"; rustc -vV; cargo -V
              cat "$here/rust/Dockerfile" "$ca_bundle"; declare -f stage_rust; } | digest)
     if ! fresh "$tag" "$want"; then
         log "rust $version (this machine's toolchain) -> $tag"
+        old=$(image_id "$tag")
         ctx=$(mktemp -d "${TMPDIR:-/tmp}/standin-rust.XXXXXX")
         scratch+=("$ctx")
         stage_rust "$ctx"
-        docker build --build-arg "BASE_IMAGE=$base" --build-arg "RUST_VERSION=$version" \
-            --build-arg "TOOLCHAIN=$toolchain" --label "$label=$want" -t "$tag" "$ctx" >&2
+        quietly docker build --build-arg "BASE_IMAGE=$base" --build-arg "RUST_VERSION=$version" \
+            --build-arg "TOOLCHAIN=$toolchain" --label "$label=$want" -t "$tag" "$ctx"
         rm -rf "$ctx"
+        drop_replaced "$old" "$tag"
     fi
     image=$tag
 }
