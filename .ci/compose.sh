@@ -25,11 +25,15 @@ export COMPOSE_PROJECT_NAME
 # The image CI builds, apart from the game-events-app:local a developer may have.
 export APP_IMAGE=${APP_IMAGE:-game-events-app:ci}
 compose_cmd=()
+load_pid=
 
 compose() { "${compose_cmd[@]}" -f "$root/docker-compose.yml" "$@"; }
 
 cleanup() {
     local rc=$?
+    if [[ -n $load_pid ]]; then
+        kill "$load_pid" 2>/dev/null || true
+    fi
     if ((${#compose_cmd[@]})); then
         if ((rc != 0)); then
             echo "--- containers of $COMPOSE_PROJECT_NAME" >&2
@@ -50,7 +54,9 @@ trap 'exit 130' INT TERM
 ensure_tools() {
     local missing=()
     command -v dockerd >/dev/null || missing+=(docker.io)
-    command -v docker-compose >/dev/null || missing+=(docker-compose)
+    command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 \
+        || missing+=(docker-compose)
+    # For the stand-ins; small enough to install whether or not they are needed.
     command -v debootstrap >/dev/null || missing+=(debootstrap)
     if ((${#missing[@]})); then
         echo "installing ${missing[*]} (apt)"
@@ -189,10 +195,10 @@ restart_db() {
     local id began
     id=$(containers db)
     began=$SECONDS
-    compose stop db >/dev/null 2>&1
+    compose stop db || fail "could not stop db"
     [[ $(docker inspect -f '{{.State.ExitCode}}' "$id") == 0 ]] \
         || fail "db exited with $(docker inspect -f '{{.State.ExitCode}}' "$id") on stop"
-    compose start db >/dev/null 2>&1
+    compose start db || fail "could not start db"
     wait_healthy db
     echo "db: stopped (exit 0) and healthy again in $((SECONDS - began))s"
 }
@@ -201,7 +207,7 @@ restart_db() {
 # killed (exit 137), so exit code 0 everywhere means every one stopped by itself in time.
 stop_all() {
     local began=$SECONDS bad
-    compose stop >/dev/null 2>&1
+    compose stop || fail "could not stop the stack"
     docker ps -a --filter "label=com.docker.compose.project=$COMPOSE_PROJECT_NAME" \
         --format '{{.Names}}' | sort | xargs docker inspect -f '{{.Name}} {{.State.ExitCode}}' \
         | tee "$work/exits"
@@ -252,6 +258,7 @@ done
 restart_db
 touch "$work/db-restarted"
 wait "$load_pid" || fail "the load failed (output above)"
+load_pid=
 cat "$work/ids-1" "$work/ids-2" >"$work/ids"
 wait_stored "$work/ids"
 
