@@ -5,7 +5,8 @@ use uuid::Uuid;
 
 use crate::auth::Scope;
 use crate::config::{
-    DatabaseSettings, DatabaseWaitSettings, RetrySettings, ServeSettings, WorkSettings,
+    DatabaseSettings, DatabaseWaitSettings, RetentionSettings, RetrySettings, ServeSettings,
+    WorkSettings,
 };
 use crate::domain::{GameName, Origin};
 use crate::telemetry::LogFormat;
@@ -50,6 +51,8 @@ pub enum Command {
         #[command(flatten)]
         serve: ServeSettings,
         #[command(flatten)]
+        retention: RetentionSettings,
+        #[command(flatten)]
         log: LogSettings,
     },
     /// Run a worker (migrates the database first). Run as many as you like, anywhere.
@@ -60,6 +63,8 @@ pub enum Command {
         wait: DatabaseWaitSettings,
         #[command(flatten)]
         work: WorkSettings,
+        #[command(flatten)]
+        retention: RetentionSettings,
         #[command(flatten)]
         log: LogSettings,
     },
@@ -75,6 +80,8 @@ pub enum Command {
         serve: ServeSettings,
         #[command(flatten)]
         work: WorkSettings,
+        #[command(flatten)]
+        retention: RetentionSettings,
         #[command(flatten)]
         log: LogSettings,
     },
@@ -165,6 +172,19 @@ pub enum GamesCommand {
         burst: Option<u32>,
         /// Use the API's default limit (--rate-limit) again.
         #[arg(long, conflicts_with_all = ["events_per_sec", "burst"])]
+        default: bool,
+        #[command(flatten)]
+        db: DatabaseSettings,
+    },
+    /// Set how many days the game keeps its events, or give it back the default (--default).
+    Retention {
+        name: GameName,
+        /// Days the game keeps its events, counted from their occurred_at.
+        #[arg(long, value_name = "DAYS", required_unless_present = "default",
+              value_parser = clap::value_parser!(u32).range(1..=36_500))]
+        days: Option<u32>,
+        /// Use the service's default (--retention-days) again.
+        #[arg(long, conflicts_with = "days")]
         default: bool,
         #[command(flatten)]
         db: DatabaseSettings,

@@ -129,6 +129,46 @@ impl RateLimitSettings {
     }
 }
 
+/// How long games keep their events (unless a game has its own retention, `app games
+/// retention`). The API refuses events older than the retention, and workers drop whole
+/// days of events past it. Give every process the same value.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct RetentionSettings {
+    /// Days a game keeps its events, counted from their occurred_at (default: forever).
+    #[arg(
+        long = "retention-days",
+        env = "RETENTION_DAYS",
+        value_name = "DAYS",
+        value_parser = clap::value_parser!(u32).range(1..=36_500)
+    )]
+    pub days: Option<u32>,
+
+    /// work, run: how often a worker runs a retention pass, in seconds (one worker at a
+    /// time does).
+    #[arg(
+        long = "retention-every-secs",
+        env = "RETENTION_EVERY_SECS",
+        default_value_t = 3600,
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub every_secs: u64,
+}
+
+impl RetentionSettings {
+    pub fn every(&self) -> Duration {
+        Duration::from_secs(self.every_secs)
+    }
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            days: None,
+            every_secs: 3600,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct WorkSettings {
     /// Processors: at most this many transactions the worker runs at once, each storing a

@@ -13,6 +13,7 @@ pub mod config;
 pub mod db;
 pub mod deadlines;
 pub mod domain;
+pub mod maintenance;
 pub mod metrics;
 pub mod queue;
 pub mod rate_limit;

@@ -218,6 +218,7 @@ mod tests {
             name: "g".parse().unwrap(),
             rate_limit,
             allowed_origins: None,
+            retention_days: None,
         }
     }
 

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::api::{self, ApiState};
 use crate::auth::KeyCache;
-use crate::config::{DatabaseSettings, ServeSettings};
+use crate::config::{DatabaseSettings, RetentionSettings, ServeSettings};
 use crate::db::{self, DbError};
 use crate::deadlines::{DeadlineAcceptor, RequestBodyTimeout};
 use crate::queue::Queue;
@@ -175,8 +175,12 @@ pub struct ApiServer {
 }
 
 impl ApiServer {
-    pub async fn bind(pool: PgPool, settings: &ServeSettings) -> Result<Self, StartupError> {
-        Self::on(ApiListener::bind(settings.bind)?, pool, settings)
+    pub async fn bind(
+        pool: PgPool,
+        settings: &ServeSettings,
+        retention: &RetentionSettings,
+    ) -> Result<Self, StartupError> {
+        Self::on(ApiListener::bind(settings.bind)?, pool, settings, retention)
     }
 
     /// The API on an address already bound.
@@ -184,6 +188,7 @@ impl ApiServer {
         listener: ApiListener,
         pool: PgPool,
         settings: &ServeSettings,
+        retention: &RetentionSettings,
     ) -> Result<Self, StartupError> {
         let bound = listener.addr;
         let acceptor = listener.listen()?;
@@ -200,6 +205,7 @@ impl ApiServer {
                 queue: Queue::start(pool.clone(), settings.retry),
                 keys: KeyCache::start(pool.clone()),
                 limits: std::sync::Arc::new(RateLimiter::new(settings.rate_limit.default_limit())),
+                retention_days: retention.days,
                 pool,
             },
             body_timeout: RequestBodyTimeout(timeouts.request_body_timeout()),

@@ -192,6 +192,13 @@ impl EventsApi {
         let game = &key.0.game;
         let accepted = body.0.events.len();
         debug_assert!(accepted <= MAX_EVENTS_PER_BATCH);
+        // Refused, not accepted and then dropped by retention.
+        if let Some(days) = game.retention_days.or(state.retention_days) {
+            let too_old = crate::domain::retention::events_past_retention(&body.0, days);
+            if !too_old.is_empty() {
+                return Err(ApiError::InvalidEvents(too_old).into());
+            }
+        }
         state.limits.take(game, accepted)?;
         let batch_id = state
             .queue

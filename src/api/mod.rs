@@ -27,6 +27,8 @@ pub struct ApiState {
     pub queue: Queue,
     pub keys: KeyCache,
     pub limits: Arc<RateLimiter>,
+    /// How long games without their own retention keep their events (`None`: forever).
+    pub retention_days: Option<u32>,
 }
 
 #[derive(Tags)]

@@ -221,6 +221,7 @@ mod tests {
                     name: "demo".parse().unwrap(),
                     rate_limit: RateLimitSetting::Default,
                     allowed_origins: None,
+                    retention_days: None,
                 }),
             };
             self.keys

@@ -80,6 +80,8 @@ pub struct GameAccess {
     pub rate_limit: RateLimitSetting,
     /// The browser origins allowed to send its events; `None`: any.
     pub allowed_origins: Option<Vec<Origin>>,
+    /// Its own retention in days; `None`: the service's default.
+    pub retention_days: Option<u32>,
 }
 
 impl GameAccess {

@@ -39,6 +39,21 @@ pub async fn run(action: GamesCommand) -> anyhow::Result<ExitCode> {
                 describe_limit(setting)
             );
         }
+        GamesCommand::Retention {
+            name,
+            days,
+            default,
+            db,
+        } => {
+            let days = if default { None } else { days };
+            games::set_retention(&admin_database(&db).await?, &name, days).await?;
+            match days {
+                Some(days) => println!(
+                    "the game {name} now keeps its events {days} days; the API refuses older                      events within seconds, and workers drop older days at their next                      retention pass"
+                ),
+                None => println!("the game {name} now keeps its events as the service's default says (--retention-days)"),
+            }
+        }
         GamesCommand::Origins {
             name,
             origins,
@@ -74,7 +89,7 @@ fn describe_limit(setting: RateLimitSetting) -> String {
     }
 }
 
-/// One game a line: name, created, active keys, rate limit, origins.
+/// One game a line: name, created, active keys, rate limit, retention, origins.
 fn line(game: &GameRecord) -> String {
     let origins = match &game.allowed_origins {
         None => "any origin".to_owned(),
@@ -84,12 +99,17 @@ fn line(game: &GameRecord) -> String {
             .collect::<Vec<_>>()
             .join(","),
     };
+    let retention = match game.retention_days {
+        Some(days) => format!("keeps events {days} days"),
+        None => "default retention".to_owned(),
+    };
     format!(
-        "{}\tcreated {}\t{} active key(s)\t{}\t{}",
+        "{}\tcreated {}\t{} active key(s)\t{}\t{}\t{}",
         game.name,
         when(game.created_at),
         game.active_keys,
         describe_limit(game.rate_limit),
+        retention,
         origins
     )
 }

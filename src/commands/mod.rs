@@ -9,24 +9,37 @@ use std::process::ExitCode;
 use sqlx::PgPool;
 
 use crate::cli::Command;
-use crate::config::{DatabaseSettings, DatabaseWaitSettings, ServeSettings, WorkSettings};
+use crate::config::{
+    DatabaseSettings, DatabaseWaitSettings, RetentionSettings, ServeSettings, WorkSettings,
+};
 use crate::startup::{ApiListener, ApiServer, StartupError};
 use crate::worker::Worker;
-use crate::{api, db, metrics, startup, store};
+use crate::{api, db, maintenance, metrics, startup, store};
 
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve {
-            db, wait, serve, ..
-        } => serve_api(db, wait, serve).await?,
-        Command::Work { db, wait, work, .. } => run_worker(db, wait, work).await?,
+            db,
+            wait,
+            serve,
+            retention,
+            ..
+        } => serve_api(db, wait, serve, retention).await?,
+        Command::Work {
+            db,
+            wait,
+            work,
+            retention,
+            ..
+        } => run_worker(db, wait, work, retention).await?,
         Command::Run {
             db,
             wait,
             serve,
             work,
+            retention,
             ..
-        } => run_all(db, wait, serve, work).await?,
+        } => run_all(db, wait, serve, work, retention).await?,
         Command::Migrate { db, .. } => {
             admin_database(&db).await?.close().await;
             println!(
@@ -60,10 +73,12 @@ async fn serve_api(
     db: DatabaseSettings,
     wait: DatabaseWaitSettings,
     serve: ServeSettings,
+    retention: RetentionSettings,
 ) -> anyhow::Result<()> {
     let listener = ApiListener::bind(serve.bind)?;
     let pool = startup::prepare_database(&db, wait.database_wait()).await?;
-    let server = ApiServer::on(listener, pool, &serve)?;
+    maintenance::spawn_partition_keeper(pool.clone());
+    let server = ApiServer::on(listener, pool, &serve, &retention)?;
     server.run_until(startup::shutdown_signal()).await?;
     Ok(())
 }
@@ -72,8 +87,10 @@ async fn run_worker(
     db: DatabaseSettings,
     wait: DatabaseWaitSettings,
     work: WorkSettings,
+    retention: RetentionSettings,
 ) -> anyhow::Result<()> {
     let pool = startup::prepare_database(&db, wait.database_wait()).await?;
+    start_maintenance(&pool, &retention);
     let worker = Worker::start(pool.clone(), &work).await?;
     match work.metrics_bind {
         Some(bind) => {
@@ -93,10 +110,12 @@ async fn run_all(
     wait: DatabaseWaitSettings,
     serve: ServeSettings,
     work: WorkSettings,
+    retention: RetentionSettings,
 ) -> anyhow::Result<()> {
     let listener = ApiListener::bind(serve.bind)?;
     let pool = startup::prepare_database(&db, wait.database_wait()).await?;
-    let server = ApiServer::on(listener, pool.clone(), &serve)?;
+    start_maintenance(&pool, &retention);
+    let server = ApiServer::on(listener, pool.clone(), &serve, &retention)?;
     // The quick start: a fresh database gets a game and keys to try the API with.
     if let Some((ingest, read)) = store::games::create_demo_keys_if_none(&pool).await? {
         println!(
@@ -129,6 +148,12 @@ async fn run_all(
         metrics.await??;
     }
     Ok(())
+}
+
+/// A worker's upkeep of the event tables: partitions ahead of need, and retention.
+fn start_maintenance(pool: &PgPool, retention: &RetentionSettings) {
+    maintenance::spawn_partition_keeper(pool.clone());
+    maintenance::spawn_retention(pool.clone(), retention.days, retention.every());
 }
 
 /// Resolves once `true` is sent on the channel (or its sender is gone).

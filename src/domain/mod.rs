@@ -5,6 +5,7 @@ pub mod event;
 pub mod examples;
 pub mod fields;
 pub mod game;
+pub mod retention;
 
 pub use batch::{
     validate_batch, BatchRejection, ClockSkew, FieldError, ValidBatch, MAX_EVENTS_PER_BATCH,

@@ -34,6 +34,8 @@ pub struct GameRecord {
     pub created_at: OffsetDateTime,
     pub rate_limit: RateLimitSetting,
     pub allowed_origins: Option<Vec<Origin>>,
+    /// Its own retention in days; `None`: the default.
+    pub retention_days: Option<u32>,
     /// Keys not revoked.
     pub active_keys: i64,
 }
@@ -99,17 +101,18 @@ fn origins(stored: Option<Vec<String>>) -> Result<Option<Vec<Origin>>, GamesErro
 }
 
 pub async fn create_game(pool: &PgPool, name: &GameName) -> Result<GameId, GamesError> {
-    sqlx::query_scalar!(
-        "INSERT INTO games (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING game_id",
-        name.as_str()
-    )
-    .fetch_optional(pool)
-    .await?
-    .map(GameId)
-    .ok_or_else(|| GamesError::GameExists(name.clone()))
+    let mut tx = pool.begin().await?;
+    let (game, created) = ensure_game(&mut tx, name).await?;
+    if !created {
+        return Err(GamesError::GameExists(name.clone()));
+    }
+    tx.commit().await?;
+    Ok(game)
 }
 
-/// The game named `name`, made if it is missing; and whether it was made.
+/// The game named `name`, made if it is missing; and whether it was made. A new game gets
+/// the partitions of the days around today at once, so that its first events need none
+/// made on demand (the service makes the next days ahead as time goes on).
 async fn ensure_game(
     conn: &mut PgConnection,
     name: &GameName,
@@ -121,6 +124,13 @@ async fn ensure_game(
     .fetch_optional(&mut *conn)
     .await?;
     if let Some(id) = created {
+        sqlx::query_scalar!(
+            "SELECT event_partition_ensure($1, d::date)
+             FROM generate_series(current_date - 1, current_date + 2, interval '1 day') AS d",
+            id
+        )
+        .fetch_all(&mut *conn)
+        .await?;
         return Ok((GameId(id), true));
     }
     let id = sqlx::query_scalar!("SELECT game_id FROM games WHERE name = $1", name.as_str())
@@ -132,7 +142,7 @@ async fn ensure_game(
 pub async fn list_games(pool: &PgPool) -> Result<Vec<GameRecord>, GamesError> {
     let rows = sqlx::query!(
         r#"SELECT g.game_id, g.name, g.created_at, g.rate_limit, g.rate_limit_burst,
-                  g.allowed_origins,
+                  g.allowed_origins, g.retention_days,
                   count(k.key_id) FILTER (WHERE k.revoked_at IS NULL) AS "active_keys!"
            FROM games AS g LEFT JOIN api_keys AS k USING (game_id)
            GROUP BY g.game_id ORDER BY g.name"#
@@ -147,6 +157,7 @@ pub async fn list_games(pool: &PgPool) -> Result<Vec<GameRecord>, GamesError> {
                 created_at: r.created_at,
                 rate_limit: rate_limit(r.rate_limit, r.rate_limit_burst),
                 allowed_origins: origins(r.allowed_origins)?,
+                retention_days: r.retention_days.and_then(|d| u32::try_from(d).ok()),
                 active_keys: r.active_keys,
             })
         })
@@ -172,6 +183,26 @@ pub async fn set_rate_limit(
         name.as_str(),
         rate,
         burst
+    )
+    .execute(pool)
+    .await?;
+    match updated.rows_affected() {
+        0 => Err(GamesError::NoSuchGame(name.clone())),
+        _ => Ok(()),
+    }
+}
+
+/// Sets how many days a game keeps its events (`None`: the service's default).
+pub async fn set_retention(
+    pool: &PgPool,
+    name: &GameName,
+    days: Option<u32>,
+) -> Result<(), GamesError> {
+    let days = days.map(|d| i32::try_from(d).unwrap_or(i32::MAX));
+    let updated = sqlx::query!(
+        "UPDATE games SET retention_days = $2 WHERE name = $1",
+        name.as_str(),
+        days
     )
     .execute(pool)
     .await?;
@@ -319,7 +350,7 @@ pub async fn revoke_key(pool: &PgPool, key_id: Uuid) -> Result<Revoked, GamesErr
 pub async fn load_grants(pool: &PgPool) -> Result<HashMap<KeyHash, Grant>, sqlx::Error> {
     let rows = sqlx::query!(
         "SELECT k.key_hash, k.key_id, k.scope, g.game_id, g.name, g.rate_limit,
-                g.rate_limit_burst, g.allowed_origins
+                g.rate_limit_burst, g.allowed_origins, g.retention_days
          FROM api_keys AS k JOIN games AS g USING (game_id)
          WHERE k.revoked_at IS NULL
          ORDER BY g.game_id"
@@ -352,6 +383,7 @@ pub async fn load_grants(pool: &PgPool) -> Result<HashMap<KeyHash, Grant>, sqlx:
                     name,
                     rate_limit: rate_limit(r.rate_limit, r.rate_limit_burst),
                     allowed_origins,
+                    retention_days: r.retention_days.and_then(|d| u32::try_from(d).ok()),
                 });
                 games.insert(r.game_id, game.clone());
                 game

@@ -2,7 +2,9 @@
 //! reading both back.
 
 pub mod games;
+pub mod partitions;
 pub mod read;
+pub mod retention;
 pub mod write;
 
 pub use read::{BatchRecord, ReadError, StoredEvent};

@@ -61,7 +61,9 @@ pub struct StoredEvent {
     pub processed_at: OffsetDateTime,
 }
 
-/// Game `game`'s event `event_id`; another game's event is not found.
+/// Game `game`'s event `event_id`; another game's event is not found. (Should a client
+/// have sent the id again with another `occurred_at`, which stores a second event, the
+/// first one stored.)
 pub async fn event(
     pool: &PgPool,
     game: GameId,
@@ -83,14 +85,18 @@ pub async fn event(
                   cu.name AS "cu_name?", cu.value AS "cu_value?", cu.properties AS "cu_properties?",
                   er.severity AS "er_severity?", er.message AS "er_message?"
            FROM events AS e
-           LEFT JOIN session_start_events AS ss USING (game_id, event_id)
-           LEFT JOIN session_end_events AS se USING (game_id, event_id)
-           LEFT JOIN progression_events AS pr USING (game_id, event_id)
-           LEFT JOIN purchase_events AS pu USING (game_id, event_id)
-           LEFT JOIN resource_events AS re USING (game_id, event_id)
-           LEFT JOIN custom_events AS cu USING (game_id, event_id)
-           LEFT JOIN error_events AS er USING (game_id, event_id)
-           WHERE e.game_id = $1 AND e.event_id = $2"#,
+           LEFT JOIN session_start_events AS ss USING (game_id, client_occurred_at, event_id)
+           LEFT JOIN session_end_events AS se USING (game_id, client_occurred_at, event_id)
+           LEFT JOIN progression_events AS pr USING (game_id, client_occurred_at, event_id)
+           LEFT JOIN purchase_events AS pu USING (game_id, client_occurred_at, event_id)
+           LEFT JOIN resource_events AS re USING (game_id, client_occurred_at, event_id)
+           LEFT JOIN custom_events AS cu USING (game_id, client_occurred_at, event_id)
+           LEFT JOIN error_events AS er USING (game_id, client_occurred_at, event_id)
+           WHERE e.game_id = $1 AND e.event_id = $2
+           -- The same id sent again with another occurred_at is another event: the
+           -- first stored is the one this id names.
+           ORDER BY e.processed_at, e.client_occurred_at
+           LIMIT 1"#,
         game.0,
         event_id
     )

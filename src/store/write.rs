@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::domain::event::{
-    ClientError, Custom, Progression, Purchase, Resource, SessionEnd, SessionStart,
+    ClientError, Custom, EventHeader, Progression, Purchase, Resource, SessionEnd, SessionStart,
 };
 use crate::domain::{Event, GameId, ValidBatch};
 
@@ -92,7 +92,16 @@ pub async fn write_batches(
         }));
     }
     // Key order for the events statement (see the module comment).
-    events.sort_unstable_by_key(|e| (e.game, e.event.header().event_id, e.batch));
+    events.sort_unstable_by_key(|e| {
+        let h = e.event.header();
+        (e.game, h.event_id, h.occurred_at, e.batch)
+    });
+
+    // Retention must not prune a player or session that these events refer to.
+    let mut games: Vec<GameId> = batches.iter().map(|b| b.game_id).collect();
+    games.sort_unstable();
+    games.dedup();
+    super::retention::lock_games_against_pruning(tx, &games).await?;
 
     let stored = insert_events(tx, batches, &events).await?;
     // An event_id sent in two batches of the group is stored by one of them: keep the
@@ -170,17 +179,17 @@ async fn insert_events(
         received.push(batch.batch.received_at);
     }
     let inserted = sqlx::query!(
-        "INSERT INTO events (game_id, event_id, event_type, player_id, session_id, occurred_at,
-                             client_occurred_at, batch_id, received_at, processed_at)
-         SELECT e.game_id, e.event_id, e.event_type, e.player_id, e.session_id, e.occurred_at,
-                e.client_occurred_at, e.batch_id, e.received_at, now()
+        "INSERT INTO events (game_id, event_id, client_occurred_at, event_type, player_id,
+                             session_id, occurred_at, batch_id, received_at, processed_at)
+         SELECT e.game_id, e.event_id, e.client_occurred_at, e.event_type, e.player_id,
+                e.session_id, e.occurred_at, e.batch_id, e.received_at, now()
          FROM UNNEST($9::int[], $1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::timestamptz[],
                      $6::timestamptz[], $7::uuid[], $8::timestamptz[])
               WITH ORDINALITY
               AS e(game_id, event_id, event_type, player_id, session_id, occurred_at,
                    client_occurred_at, batch_id, received_at, n)
          ORDER BY e.n
-         ON CONFLICT (game_id, event_id) DO NOTHING
+         ON CONFLICT (game_id, event_id, client_occurred_at) DO NOTHING
          RETURNING event_id, batch_id",
         &ids,
         &types as &[&str],
@@ -385,10 +394,27 @@ impl<'a> ByType<'a> {
     }
 }
 
-/// The games and the event ids of a list of one type's events: every detail table's
-/// first two columns.
-fn keys<T>(events: &[(i32, &T)], header: impl Fn(&T) -> Uuid) -> (Vec<i32>, Vec<Uuid>) {
-    events.iter().map(|(game, e)| (*game, header(e))).unzip()
+/// Every detail table's key of a list of one type's events: their games, their times as
+/// the client sent them (the partition key), and their ids.
+struct DetailKeys {
+    games: Vec<i32>,
+    times: Vec<OffsetDateTime>,
+    ids: Vec<Uuid>,
+}
+
+fn keys<T>(events: &[(i32, &T)], header: impl Fn(&T) -> &EventHeader) -> DetailKeys {
+    let mut keys = DetailKeys {
+        games: Vec::with_capacity(events.len()),
+        times: Vec::with_capacity(events.len()),
+        ids: Vec::with_capacity(events.len()),
+    };
+    for (game, e) in events {
+        let h = header(e);
+        keys.games.push(*game);
+        keys.times.push(h.occurred_at);
+        keys.ids.push(h.event_id);
+    }
+    keys
 }
 
 /// One statement per detail table that this group has events for.
@@ -400,12 +426,13 @@ async fn insert_details(
 
     if !by.session_starts.is_empty() {
         let e = &by.session_starts;
-        let (games, ids) = keys(e, |e| e.header.event_id);
+        let k = keys(e, |e| &e.header);
         sqlx::query!(
-            "INSERT INTO session_start_events (game_id, event_id, platform, app_version, device, country)
-             SELECT * FROM UNNEST($1::int[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[])",
-            &games,
-            &ids,
+            "INSERT INTO session_start_events (game_id, client_occurred_at, event_id, platform, app_version, device, country)
+             SELECT * FROM UNNEST($1::int[], $2::timestamptz[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[])",
+            &k.games,
+            &k.times,
+            &k.ids,
             &e.iter().map(|(_, e)| e.platform.as_str()).collect::<Vec<_>>() as &[&str],
             &e.iter().map(|(_, e)| e.app_version.as_str()).collect::<Vec<_>>() as &[&str],
             &e.iter()
@@ -420,12 +447,13 @@ async fn insert_details(
     }
     if !by.session_ends.is_empty() {
         let e = &by.session_ends;
-        let (games, ids) = keys(e, |e| e.header.event_id);
+        let k = keys(e, |e| &e.header);
         sqlx::query!(
-            "INSERT INTO session_end_events (game_id, event_id, duration_seconds)
-             SELECT * FROM UNNEST($1::int[], $2::uuid[], $3::int[])",
-            &games,
-            &ids,
+            "INSERT INTO session_end_events (game_id, client_occurred_at, event_id, duration_seconds)
+             SELECT * FROM UNNEST($1::int[], $2::timestamptz[], $3::uuid[], $4::int[])",
+            &k.games,
+            &k.times,
+            &k.ids,
             &e.iter()
                 .map(|(_, e)| e.duration_seconds.get())
                 .collect::<Vec<_>>(),
@@ -435,12 +463,13 @@ async fn insert_details(
     }
     if !by.progressions.is_empty() {
         let e = &by.progressions;
-        let (games, ids) = keys(e, |e| e.header.event_id);
+        let k = keys(e, |e| &e.header);
         sqlx::query!(
-            "INSERT INTO progression_events (game_id, event_id, status, level, score, attempt)
-             SELECT * FROM UNNEST($1::int[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::int[])",
-            &games,
-            &ids,
+            "INSERT INTO progression_events (game_id, client_occurred_at, event_id, status, level, score, attempt)
+             SELECT * FROM UNNEST($1::int[], $2::timestamptz[], $3::uuid[], $4::text[], $5::text[], $6::bigint[], $7::int[])",
+            &k.games,
+            &k.times,
+            &k.ids,
             &e.iter().map(|(_, e)| e.status.as_str()).collect::<Vec<_>>() as &[&str],
             &e.iter().map(|(_, e)| e.level.as_str()).collect::<Vec<_>>() as &[&str],
             &e.iter()
@@ -455,12 +484,13 @@ async fn insert_details(
     }
     if !by.purchases.is_empty() {
         let e = &by.purchases;
-        let (games, ids) = keys(e, |e| e.header.event_id);
+        let k = keys(e, |e| &e.header);
         sqlx::query!(
-            "INSERT INTO purchase_events (game_id, event_id, item_id, item_type, amount_minor, currency, transaction_id)
-             SELECT * FROM UNNEST($1::int[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[])",
-            &games,
-            &ids,
+            "INSERT INTO purchase_events (game_id, client_occurred_at, event_id, item_id, item_type, amount_minor, currency, transaction_id)
+             SELECT * FROM UNNEST($1::int[], $2::timestamptz[], $3::uuid[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[])",
+            &k.games,
+            &k.times,
+            &k.ids,
             &e.iter().map(|(_, e)| e.item_id.as_str()).collect::<Vec<_>>() as &[&str],
             &e.iter().map(|(_, e)| e.item_type.as_str()).collect::<Vec<_>>() as &[&str],
             &e.iter().map(|(_, e)| e.amount_minor.get()).collect::<Vec<_>>(),
@@ -472,12 +502,13 @@ async fn insert_details(
     }
     if !by.resources.is_empty() {
         let e = &by.resources;
-        let (games, ids) = keys(e, |e| e.header.event_id);
+        let k = keys(e, |e| &e.header);
         sqlx::query!(
-            "INSERT INTO resource_events (game_id, event_id, flow, currency, amount, item_type, item_id)
-             SELECT * FROM UNNEST($1::int[], $2::uuid[], $3::text[], $4::text[], $5::float8[], $6::text[], $7::text[])",
-            &games,
-            &ids,
+            "INSERT INTO resource_events (game_id, client_occurred_at, event_id, flow, currency, amount, item_type, item_id)
+             SELECT * FROM UNNEST($1::int[], $2::timestamptz[], $3::uuid[], $4::text[], $5::text[], $6::float8[], $7::text[], $8::text[])",
+            &k.games,
+            &k.times,
+            &k.ids,
             &e.iter().map(|(_, e)| e.flow.as_str()).collect::<Vec<_>>() as &[&str],
             &e.iter().map(|(_, e)| e.currency.as_str()).collect::<Vec<_>>() as &[&str],
             &e.iter().map(|(_, e)| e.amount.get()).collect::<Vec<_>>(),
@@ -489,12 +520,13 @@ async fn insert_details(
     }
     if !by.customs.is_empty() {
         let e = &by.customs;
-        let (games, ids) = keys(e, |e| e.header.event_id);
+        let k = keys(e, |e| &e.header);
         sqlx::query!(
-            "INSERT INTO custom_events (game_id, event_id, name, value, properties)
-             SELECT * FROM UNNEST($1::int[], $2::uuid[], $3::text[], $4::float8[], $5::jsonb[])",
-            &games,
-            &ids,
+            "INSERT INTO custom_events (game_id, client_occurred_at, event_id, name, value, properties)
+             SELECT * FROM UNNEST($1::int[], $2::timestamptz[], $3::uuid[], $4::text[], $5::float8[], $6::jsonb[])",
+            &k.games,
+            &k.times,
+            &k.ids,
             &e.iter().map(|(_, e)| e.name.as_str()).collect::<Vec<_>>() as &[&str],
             &e.iter()
                 .map(|(_, e)| e.value.map(|v| v.get()))
@@ -511,12 +543,13 @@ async fn insert_details(
     }
     if !by.errors.is_empty() {
         let e = &by.errors;
-        let (games, ids) = keys(e, |e| e.header.event_id);
+        let k = keys(e, |e| &e.header);
         sqlx::query!(
-            "INSERT INTO error_events (game_id, event_id, severity, message)
-             SELECT * FROM UNNEST($1::int[], $2::uuid[], $3::text[], $4::text[])",
-            &games,
-            &ids,
+            "INSERT INTO error_events (game_id, client_occurred_at, event_id, severity, message)
+             SELECT * FROM UNNEST($1::int[], $2::timestamptz[], $3::uuid[], $4::text[], $5::text[])",
+            &k.games,
+            &k.times,
+            &k.ids,
             &e.iter()
                 .map(|(_, e)| e.severity.as_str())
                 .collect::<Vec<_>>() as &[&str],

@@ -22,12 +22,14 @@ use tokio::task::{JoinHandle, JoinSet};
 use uuid::Uuid;
 
 mod lease;
+mod partitions;
 
 use crate::config::WorkSettings;
 use crate::metrics::{metrics, JobOutcome as MetricOutcome};
 use crate::queue::{self, JobPayload};
 use crate::store::{self, BatchToWrite, WriteOutcome};
 use lease::{HeldJobs, Lease};
+use partitions::KnownPartitions;
 
 /// Most jobs a processor stores in one transaction.
 const MAX_GROUP_JOBS: usize = 64;
@@ -138,7 +140,8 @@ async fn store_group(
 }
 
 /// Stores a group of claimed jobs and reports on each.
-async fn process_group(pool: &PgPool, claimed: Vec<Claimed>, trust_own_references: bool) {
+async fn process_group(pool: &PgPool, claimed: Vec<Claimed>, processors: &Processors) {
+    let trust_own_references = processors.trust_own_references;
     let started = Instant::now();
     let (decoded, undecodable): (Vec<&Claimed>, Vec<&Claimed>) =
         claimed.iter().partition(|c| c.payload.is_ok());
@@ -153,7 +156,19 @@ async fn process_group(pool: &PgPool, claimed: Vec<Claimed>, trust_own_reference
     if group.is_empty() {
         return;
     }
-    match store_group(pool, &group, trust_own_references).await {
+    let stored = match processors
+        .partitions
+        .ensure(pool, group.iter().map(|(_, p)| *p))
+        .await
+    {
+        Ok(()) => store_group(pool, &group, trust_own_references).await,
+        Err(error) => Err(error),
+    };
+    if stored.is_err() {
+        // A day it knew of may have been dropped by retention: the next attempt checks.
+        processors.partitions.forget();
+    }
+    match stored {
         Ok(outcomes) => {
             for (c, outcome) in decoded.iter().zip(outcomes) {
                 succeed(c, outcome, started);
@@ -229,6 +244,8 @@ struct Processors {
     done: Notify,
     /// Skip PostgreSQL's per-row foreign-key checks ([`store::trust_own_references`]).
     trust_own_references: bool,
+    /// The event tables' partitions this worker knows exist.
+    partitions: KnownPartitions,
 }
 
 /// A group of claimed jobs being gathered.
@@ -306,7 +323,7 @@ impl Processors {
 async fn processor(pool: PgPool, processors: Arc<Processors>) {
     while let Some(group) = processors.next_group().await {
         let batches = group.len();
-        process_group(&pool, group, processors.trust_own_references).await;
+        process_group(&pool, group, &processors).await;
         processors.storing.fetch_sub(batches, Ordering::SeqCst);
         processors.done.notify_one();
     }
@@ -343,6 +360,7 @@ impl Worker {
             storing: AtomicUsize::new(0),
             done: Notify::new(),
             trust_own_references,
+            partitions: KnownPartitions::default(),
         });
         let mut processors = JoinSet::new();
         for _ in 0..processors_count {

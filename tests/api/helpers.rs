@@ -6,8 +6,8 @@ use std::time::Duration;
 pub use crate::common::*;
 use app::auth::Scope;
 use app::config::{
-    ClientTimeoutSettings, DatabaseSettings, RateLimitSettings, RetrySettings, ServeSettings,
-    WorkSettings,
+    ClientTimeoutSettings, DatabaseSettings, RateLimitSettings, RetentionSettings, RetrySettings,
+    ServeSettings, WorkSettings,
 };
 use app::startup::{self, ApiServer};
 use app::worker::Worker;
@@ -22,6 +22,7 @@ pub struct TestOptions {
     /// The production defaults unless a test shortens them.
     pub client_timeouts: ClientTimeoutSettings,
     pub rate_limit: RateLimitSettings,
+    pub retention: RetentionSettings,
 }
 
 impl Default for TestOptions {
@@ -37,6 +38,7 @@ impl Default for TestOptions {
                 events_per_sec: 0,
                 burst: None,
             },
+            retention: RetentionSettings::default(),
         }
     }
 }
@@ -91,7 +93,9 @@ impl TestApp {
             client_timeouts: options.client_timeouts,
             rate_limit: options.rate_limit,
         };
-        let server = ApiServer::bind(pool.clone(), &serve).await.expect("bind");
+        let server = ApiServer::bind(pool.clone(), &serve, &options.retention)
+            .await
+            .expect("bind");
         let address = server.local_addr();
         let (stop_server, stopped) = oneshot::channel::<()>();
         tokio::spawn(server.run_until(async {

@@ -298,7 +298,7 @@ async fn games_never_see_count_or_suppress_each_others_data() {
         [("other-game".to_owned(), 1), (TEST_GAME.to_owned(), 1)]
     );
     let mut conn = app.pool.acquire().await.unwrap();
-    assert_foreign_keys_hold(&mut conn).await;
+    assert_references_hold(&mut conn).await;
 }
 
 #[tokio::test]
@@ -318,6 +318,7 @@ async fn a_revoked_key_stops_working_on_every_api_process_within_5_seconds() {
             rate_limit: TestOptions::default().rate_limit,
             client_timeouts: TestOptions::default().client_timeouts,
         },
+        &TestOptions::default().retention,
     )
     .await
     .unwrap();

@@ -154,7 +154,7 @@ async fn a_batch_of_every_event_type_is_stored_as_the_expected_rows() {
         assert!(stored["received_at"].is_string() && stored["processed_at"].is_string());
         assert!(stored["corrected_occurred_at"].is_string());
     }
-    assert_foreign_keys_hold(&mut app.pool.acquire().await.unwrap()).await;
+    assert_references_hold(&mut app.pool.acquire().await.unwrap()).await;
 }
 
 #[tokio::test]
@@ -293,5 +293,5 @@ async fn a_worker_whose_role_may_not_skip_foreign_key_checks_has_them_checked_an
     let batch_id = app.ingest(&body).await;
     let batch = app.wait_for_status(batch_id, "completed", WITHIN).await;
     assert_eq!(batch["inserted"], events.len());
-    assert_foreign_keys_hold(&mut app.pool.acquire().await.unwrap()).await;
+    assert_references_hold(&mut app.pool.acquire().await.unwrap()).await;
 }

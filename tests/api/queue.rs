@@ -66,7 +66,7 @@ async fn two_workers_store_every_event_of_200_concurrent_batches_exactly_once() 
 
     assert_eq!(app.count("events").await, distinct.len() as i64);
     assert_eq!(app.count("custom_events").await, distinct.len() as i64);
-    assert_foreign_keys_hold(&mut app.pool.acquire().await.unwrap()).await;
+    assert_references_hold(&mut app.pool.acquire().await.unwrap()).await;
     let (inserted, duplicates, attempts): (i64, i64, i64) =
         sqlx::query_as("SELECT sum(inserted), sum(duplicates), sum(attempts) FROM batches")
             .fetch_one(&app.pool)

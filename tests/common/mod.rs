@@ -87,17 +87,25 @@ pub fn full_event(
     event
 }
 
-/// A small valid event, with a property so that the jsonb column is written too.
+/// A small valid event that happened a minute ago (so in a partition the service made
+/// ahead of need), with a property so that the jsonb column is written too.
 pub fn custom_event(event_id: Uuid, player_id: &str, session_id: Uuid) -> Value {
     json!({
         "type": "custom",
         "event_id": event_id,
         "player_id": player_id,
         "session_id": session_id,
-        "occurred_at": "2026-01-01T00:00:00Z",
+        "occurred_at": a_minute_ago(),
         "name": "test:load",
         "properties": {"n": 1},
     })
+}
+
+/// RFC 3339, UTC, a minute before now.
+pub fn a_minute_ago() -> String {
+    let at = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
 }
 
 pub const EVENT_TYPES: [&str; 7] = [
@@ -139,11 +147,13 @@ pub fn admin_blocking(server: &str, statement: String) {
     .join();
 }
 
-/// Asserts that every foreign key in the database holds: no row references a row that is
+/// Asserts that every reference in the database holds: no row refers to a row that is
 /// missing. Workers may skip PostgreSQL's per-row checks (`store::trust_own_references`),
-/// relying on their writes to satisfy the keys by construction; this checks the result,
-/// one anti-join per foreign key, whatever the schema declares.
-pub async fn assert_foreign_keys_hold(conn: &mut PgConnection) {
+/// and the partitioned event tables declare no foreign keys at all (migration 9), relying
+/// on the worker's writes to satisfy them by construction; this checks the result: one
+/// anti-join per declared foreign key, whatever the schema declares, and then the event
+/// tables' own references (see [`assert_event_references_hold`]).
+pub async fn assert_references_hold(conn: &mut PgConnection) {
     // (name, referencing table, referenced table, their columns, in pairs)
     type ForeignKey = (String, String, String, Vec<String>, Vec<String>);
     let keys: Vec<ForeignKey> = sqlx::query_as(
@@ -160,9 +170,8 @@ pub async fn assert_foreign_keys_hold(conn: &mut PgConnection) {
     .fetch_all(&mut *conn)
     .await
     .unwrap();
-    // The event tables' eleven (four on events and sessions, one per detail table), and
-    // sqlxmq's own.
-    assert!(keys.len() >= 11, "foreign keys found: {keys:?}");
+    // Sessions to players; players, batches, keys and partitions to games; sqlxmq's own.
+    assert!(keys.len() >= 6, "foreign keys found: {keys:?}");
     for (name, child, parent, fk_cols, pk_cols) in keys {
         let not_null = fk_cols
             .iter()
@@ -186,5 +195,72 @@ pub async fn assert_foreign_keys_hold(conn: &mut PgConnection) {
             orphans, 0,
             "{child} rows break foreign key {name} to {parent}"
         );
+    }
+    assert_event_references_hold(conn).await;
+}
+
+/// The detail tables, by the event type whose fields each holds.
+pub const DETAIL_TABLES: [(&str, &str); 7] = [
+    ("session_start", "session_start_events"),
+    ("session_end", "session_end_events"),
+    ("progression", "progression_events"),
+    ("purchase", "purchase_events"),
+    ("resource", "resource_events"),
+    ("custom", "custom_events"),
+    ("error", "error_events"),
+];
+
+/// Asserts the references of the event tables, which declare no foreign keys: every event
+/// has its player, its session, its batch and exactly its one detail row, in the table of
+/// its type; and every detail row has its event, of that type.
+pub async fn assert_event_references_hold(conn: &mut PgConnection) {
+    let checks: Vec<(String, String)> = [
+        (
+            "events without their player".to_owned(),
+            "SELECT count(*) FROM events AS e WHERE NOT EXISTS
+               (SELECT 1 FROM players AS p WHERE p.game_id = e.game_id AND p.player_id = e.player_id)"
+                .to_owned(),
+        ),
+        (
+            "events without their session".to_owned(),
+            "SELECT count(*) FROM events AS e WHERE NOT EXISTS
+               (SELECT 1 FROM sessions AS s WHERE s.game_id = e.game_id AND s.session_id = e.session_id)"
+                .to_owned(),
+        ),
+        (
+            "events without their batch".to_owned(),
+            "SELECT count(*) FROM events AS e WHERE NOT EXISTS
+               (SELECT 1 FROM batches AS b WHERE b.batch_id = e.batch_id AND b.game_id = e.game_id)"
+                .to_owned(),
+        ),
+    ]
+    .into_iter()
+    .chain(DETAIL_TABLES.iter().flat_map(|(event_type, table)| {
+        let matches = "d.game_id = e.game_id AND d.client_occurred_at = e.client_occurred_at \
+                       AND d.event_id = e.event_id";
+        [
+            (
+                format!("{event_type} events without their row in {table}"),
+                format!(
+                    "SELECT count(*) FROM events AS e WHERE e.event_type = '{event_type}'
+                     AND NOT EXISTS (SELECT 1 FROM {table} AS d WHERE {matches})"
+                ),
+            ),
+            (
+                format!("{table} rows without their {event_type} event"),
+                format!(
+                    "SELECT count(*) FROM {table} AS d WHERE NOT EXISTS
+                       (SELECT 1 FROM events AS e WHERE {matches} AND e.event_type = '{event_type}')"
+                ),
+            ),
+        ]
+    }))
+    .collect();
+    for (what, sql) in checks {
+        let broken: i64 = sqlx::query_scalar(&sql)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(broken, 0, "{what}");
     }
 }

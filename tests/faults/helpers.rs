@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::common::drop_database_blocking;
-pub use crate::common::{assert_foreign_keys_hold, custom_event, server_url, wait_for};
+pub use crate::common::{assert_references_hold, custom_event, server_url, wait_for};
 
 /// The binary under test.
 pub const APP: &str = env!("CARGO_BIN_EXE_app");
@@ -217,7 +217,7 @@ impl TestDb {
             .await
             .unwrap();
         // Workers skip PostgreSQL's per-row foreign-key checks: check the keys here.
-        assert_foreign_keys_hold(&mut self.pool.acquire().await.unwrap()).await;
+        assert_references_hold(&mut self.pool.acquire().await.unwrap()).await;
         let stored_set: HashSet<Uuid> = stored.iter().copied().collect();
         assert_eq!(stored.len(), stored_set.len());
         let missing = ledger.distinct.difference(&stored_set).count();
