@@ -66,7 +66,8 @@ pub async fn retry(
     .fetch_all(&mut *tx)
     .await?;
     // sqlxmq's runners wake on this channel (the API notifies it when it queues jobs).
-    sqlx::query!("SELECT pg_notify('mq', '')")
+    // ...and the backpressure signal learns that jobs wait (migration 10).
+    sqlx::query!("SELECT pg_notify('mq', ''), mq_note_waiting()")
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;

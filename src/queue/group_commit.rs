@@ -120,7 +120,7 @@ async fn commit(
                                   channel_args, commit_interval, after_message_id)
              SELECT id, now(), $3, make_interval(secs => $4), '', '', NULL, NULL FROM jobs
          )
-         SELECT pg_notify('mq', '')",
+         SELECT pg_notify('mq', ''), mq_note_waiting()",
         &ids,
         &group
             .iter()

@@ -271,6 +271,11 @@ async fn a_worker_whose_role_may_not_skip_foreign_key_checks_has_them_checked_an
             "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}",
             role.0
         ),
+        // The queue's backpressure signal is a sequence (migration 10).
+        format!(
+            "GRANT SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {}",
+            role.0
+        ),
     ] {
         sqlx::query(&statement).execute(&app.pool).await.unwrap();
     }
