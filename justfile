@@ -52,6 +52,14 @@ ci:
 sdk:
     e2e/sdk/generate.sh
 
+# Lint openapi.yaml with Redocly CLI and Spectral (pinned in .ci/lint/), as CI does
+lint:
+    bash .ci/lint-openapi.sh
+
+# Fuzz a real `app run` against openapi.yaml with Schemathesis (pinned in .ci/fuzz/), as CI does
+fuzz:
+    bash .ci/fuzz.sh
+
 # End-to-end tests against a real `app run`: the generated Python client, Swagger UI, and a page on another origin sending events (fetch, sendBeacon) in headless Chromium
 e2e:
     bash .ci/e2e.sh

@@ -10,6 +10,9 @@
 //!   integer schema's bounds are written back as integers; a bound at or past 2^63 can only
 //!   be `i64::MAX` rounded up, and the saturating cast restores it exactly. The tests check
 //!   every bound against the validator's own constants.
+//! - **Closed request objects.** The validator refuses unknown fields (a typo is an error,
+//!   not lost data), so the batch and each event type say `additionalProperties: false`;
+//!   poem-openapi's schema model has no boolean schema to say it with.
 //! - **Public operations say so.** An operation without a key (the probes) gets
 //!   `security: []`, which states that it needs none; poem-openapi leaves `security` out,
 //!   which says nothing (and linters flag).
@@ -63,6 +66,7 @@ impl ApiDocument {
         integer_bounds_as_integers(&mut document);
         add_problem_examples(&mut document)?;
         declare_public_operations(&mut document);
+        close_request_schemas(&mut document);
         Ok(Self {
             json: serde_json::to_string_pretty(&document)?,
             yaml: serde_yaml::to_string(&document)?,
@@ -102,6 +106,34 @@ fn as_integer(n: &Number) -> Option<Number> {
     }
     let float = n.as_f64()?;
     (float.is_finite() && float.fract() == 0.0).then(|| Number::from(float as i64))
+}
+
+/// The batch and every event type (what `Event` is one of) refuse unknown fields.
+fn close_request_schemas(document: &mut Value) {
+    let Some(schemas) = document
+        .get_mut("components")
+        .and_then(|components| components.get_mut("schemas"))
+        .and_then(Value::as_mapping_mut)
+    else {
+        return;
+    };
+    let event_types = schemas
+        .get("Event")
+        .and_then(|event| event.get("oneOf"))
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+        .filter_map(|reference| reference.get("$ref")?.as_str())
+        .filter_map(|reference| reference.strip_prefix("#/components/schemas/"))
+        .map(str::to_owned);
+    let closed: Vec<String> = std::iter::once("EventBatch".to_owned())
+        .chain(event_types)
+        .collect();
+    for name in closed {
+        if let Some(Value::Mapping(schema)) = schemas.get_mut(name.as_str()) {
+            schema.insert(key("additionalProperties"), Value::Bool(false));
+        }
+    }
 }
 
 /// The operations of the document.

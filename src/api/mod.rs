@@ -71,6 +71,18 @@ pub fn api_document() -> Result<ApiDocument, DocumentError> {
     ApiDocument::adjust(&openapi().spec())
 }
 
+/// Swagger UI's page with `document` in place of poem-openapi's own (which the page embeds
+/// verbatim), or `None` if it does not embed it.
+fn swagger_page(
+    service: &OpenApiService<Apis, ()>,
+    poem_spec: &str,
+    document: &str,
+) -> Option<String> {
+    let page = service.swagger_ui_html();
+    page.contains(poem_spec)
+        .then(|| page.replacen(poem_spec, document, 1))
+}
+
 /// The whole HTTP app.
 pub fn app(state: ApiState) -> impl Endpoint {
     let service = openapi();
@@ -78,9 +90,12 @@ pub fn app(state: ApiState) -> impl Endpoint {
     // Swagger UI's page embeds the document; it gets the adjusted one.
     let (spec, docs) = match ApiDocument::adjust(&poem_spec) {
         Ok(document) => {
-            let docs = service
-                .swagger_ui_html()
-                .replacen(&poem_spec, &document.json, 1);
+            let docs = swagger_page(&service, &poem_spec, &document.json).unwrap_or_else(|| {
+                tracing::error!(
+                    "Swagger UI's page does not embed the document: it shows poem-openapi's"
+                );
+                service.swagger_ui_html()
+            });
             (document.json, docs)
         }
         Err(e) => {
@@ -104,4 +119,19 @@ pub fn app(state: ApiState) -> impl Endpoint {
         .data(state)
         .around(cors::cors)
         .around(observe::observe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn swagger_ui_shows_the_adjusted_document() {
+        let service = openapi();
+        let poem_spec = service.spec();
+        let document = api_document().unwrap();
+        let page = swagger_page(&service, &poem_spec, &document.json).unwrap();
+        assert!(page.contains(&document.json));
+        assert!(!page.contains(&poem_spec));
+    }
 }
