@@ -56,6 +56,14 @@ sdk:
 sdk-ts:
     e2e/ts/generate.sh
 
+# Lint openapi.yaml with Redocly CLI and Spectral (pinned in .ci/lint/), as CI does
+lint:
+    bash .ci/lint-openapi.sh
+
+# Fuzz a real `app run` against openapi.yaml with Schemathesis (pinned in .ci/fuzz/), as CI does
+fuzz:
+    bash .ci/fuzz.sh
+
 # End-to-end tests against a real `app run`: the generated Python and TypeScript clients, Swagger UI, a page on another origin sending events (fetch, sendBeacon) in headless Chromium, and /metrics through promtool and a Prometheus server
 e2e:
     bash .ci/e2e.sh

@@ -98,19 +98,34 @@ fn missing(what: &str) -> ApiError {
     }
 }
 
+// The refusals the documentation's examples show too (`problem.rs`).
+
+pub(super) fn missing_ingest_key() -> ApiError {
+    missing("an ingest key: `Authorization: Bearer KEY`, or `?key=KEY` from a browser")
+}
+
+pub(super) fn missing_read_key() -> ApiError {
+    missing("a read key: `Authorization: Bearer KEY`")
+}
+
+pub(super) fn read_key_sends_no_events() -> ApiError {
+    ApiError::Forbidden("this is a read key: sending events needs an ingest key".to_owned())
+}
+
+pub(super) fn ingest_key_reads_nothing() -> ApiError {
+    ApiError::Forbidden("this is an ingest key: reading needs a read key".to_owned())
+}
+
 impl IngestKey {
     async fn admit(request: &Request) -> Result<Self, ApiError> {
         let state = state(request)?;
-        let (key, in_url) =
-            match bearer_key(request)? {
-                Some(key) => (key, false),
-                None => match query_key(request) {
-                    Some(key) => (key, true),
-                    None => return Err(missing(
-                        "an ingest key: `Authorization: Bearer KEY`, or `?key=KEY` from a browser",
-                    )),
-                },
-            };
+        let (key, in_url) = match bearer_key(request)? {
+            Some(key) => (key, false),
+            None => match query_key(request) {
+                Some(key) => (key, true),
+                None => return Err(missing_ingest_key()),
+            },
+        };
         let grant = verify(state, key).await?;
         match grant.scope {
             Scope::Ingest => {}
@@ -121,11 +136,7 @@ impl IngestKey {
                         .to_owned(),
                 ))
             }
-            Scope::Read => {
-                return Err(ApiError::Forbidden(
-                    "this is a read key: sending events needs an ingest key".to_owned(),
-                ))
-            }
+            Scope::Read => return Err(read_key_sends_no_events()),
         }
         if let Some(origin) = request.headers().get(header::ORIGIN) {
             let origin = origin.to_str().unwrap_or("");
@@ -153,15 +164,13 @@ impl ReadKey {
                         .to_owned(),
                     key_presented: true,
                 },
-                None => missing("a read key: `Authorization: Bearer KEY`"),
+                None => missing_read_key(),
             });
         };
         let grant = verify(state, key).await?;
         match grant.scope {
             Scope::Read => Ok(Self(grant)),
-            Scope::Ingest => Err(ApiError::Forbidden(
-                "this is an ingest key: reading needs a read key".to_owned(),
-            )),
+            Scope::Ingest => Err(ingest_key_reads_nothing()),
         }
     }
 }

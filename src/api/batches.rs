@@ -4,16 +4,17 @@ use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
-use poem_openapi::{Enum, Object, OpenApi};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::auth::ReadKey;
 use super::events::EXAMPLE_BATCH_ID;
-use super::problem::{ApiError, LookupProblem};
+use super::problem::{ApiError, BatchLookupProblem};
 use super::{ApiState, ApiTags};
 use crate::store::{self, BatchRecord};
 
+/// Where a batch is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename_all = "snake_case")]
 pub enum BatchState {
@@ -32,6 +33,7 @@ pub enum BatchState {
 #[derive(Debug, Object)]
 #[oai(example, skip_serializing_if_is_none)]
 pub struct BatchStatus {
+    /// The batch's id, as in the 202 that queued it.
     pub batch_id: Uuid,
     pub status: BatchState,
     /// Events in the batch.
@@ -44,7 +46,9 @@ pub struct BatchStatus {
     pub attempts: u32,
     /// The error of the last failed attempt, if any.
     pub last_error: Option<String>,
+    /// When the API accepted the batch.
     pub received_at: OffsetDateTime,
+    /// When a worker stored its events (once completed).
     pub completed_at: Option<OffsetDateTime>,
     /// The id of the request that queued the batch (its `X-Request-Id`).
     pub request_id: Option<String>,
@@ -94,6 +98,18 @@ impl TryFrom<BatchRecord> for BatchStatus {
     }
 }
 
+/// The refusal of a batch that does not exist (or is not in the key's game).
+pub(super) fn no_such_batch(batch_id: Uuid) -> ApiError {
+    ApiError::NotFound(format!("no batch has the id {batch_id}"))
+}
+
+#[derive(ApiResponse)]
+pub enum GetBatchResponse {
+    /// Where the batch is.
+    #[oai(status = 200)]
+    Found(Json<BatchStatus>),
+}
+
 pub struct BatchesApi;
 
 #[OpenApi(tag = "ApiTags::Batches")]
@@ -114,10 +130,12 @@ impl BatchesApi {
         state: Data<&ApiState>,
         key: ReadKey,
         batch_id: Path<Uuid>,
-    ) -> Result<Json<BatchStatus>, LookupProblem> {
+    ) -> Result<GetBatchResponse, BatchLookupProblem> {
         match store::read::batch(&state.pool, key.0.game.id, batch_id.0).await? {
-            Some(record) => Ok(Json(BatchStatus::try_from(record)?)),
-            None => Err(ApiError::NotFound(format!("no batch has the id {}", batch_id.0)).into()),
+            Some(record) => Ok(GetBatchResponse::Found(Json(BatchStatus::try_from(
+                record,
+            )?))),
+            None => Err(no_such_batch(batch_id.0).into()),
         }
     }
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::auth::{IngestKey, ReadKey};
 use super::body;
 use super::observe::RequestId;
-use super::problem::{ApiError, IngestProblem, LookupProblem};
+use super::problem::{ApiError, EventLookupProblem, IngestProblem};
 use super::{ApiState, ApiTags};
 use crate::domain::{examples, validate_batch, Event, ValidBatch, MAX_EVENTS_PER_BATCH};
 use crate::store;
@@ -21,12 +21,17 @@ use crate::store;
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// A batch of events from one client.
+/// A batch of events from one client. Optional fields, here and in the events, may be left
+/// out or sent as `null`: both mean absent.
 #[derive(Debug, Object)]
 #[oai(rename = "EventBatch", example)]
 struct EventBatchSchema {
-    /// When the client sent the request, by its own clock. Given, it corrects the events'
-    /// `occurred_at` for the client's clock drift.
+    /// When the client sent the request, by its own clock: the device's current time, never a
+    /// fixed or stored value. Given, every event's `occurred_at` is shifted by the server's
+    /// time of receipt minus `sent_at`, which puts it on the server's clock; an event that is
+    /// then more than one hour in the future, or before 2000-01-01T00:00:00Z, is invalid
+    /// (422). Without it, `occurred_at` is checked as sent.
+    #[oai(nullable)]
     sent_at: Option<OffsetDateTime>,
     /// 1 to 1000 events. Unknown fields are rejected, so that a typo is an error instead
     /// of lost data.
@@ -82,11 +87,20 @@ impl ParsePayload for IngestBody {
     async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
         let received_at = OffsetDateTime::now_utc();
         let bytes = body::read_limited(request, body, MAX_BODY_BYTES).await?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(not_json)?;
         let batch = validate_batch(&value, received_at).map_err(ApiError::from)?;
         Ok(Self(batch))
     }
+}
+
+/// The refusal of a body that does not parse as JSON.
+pub(super) fn not_json(error: impl std::fmt::Display) -> ApiError {
+    ApiError::BadRequest(format!("the body is not valid JSON: {error}"))
+}
+
+/// The refusal of a read of an event that is not stored (or not in the key's game).
+pub(super) fn no_such_event(event_id: Uuid) -> ApiError {
+    ApiError::NotFound(format!("no stored event has the id {event_id}"))
 }
 
 // The macro recurses by its bare name, so it must be in scope.
@@ -114,12 +128,26 @@ impl Example for BatchAccepted {
 
 /// The batch id used in the documentation's examples.
 pub const EXAMPLE_BATCH_ID: Uuid = uuid::uuid!("01937f3b-0a1c-7e2f-8a3b-4c5d6e7f8091");
+/// An event id of the documentation's examples, for a 404.
+pub const EXAMPLE_EVENT_ID: Uuid = uuid::uuid!("01937f3a-5c2e-7d41-9b6a-3e4f5a6b7c99");
 
 #[derive(ApiResponse)]
 pub enum IngestResponse {
     /// Queued; the batch and all its events are durable. Workers store the events shortly.
     #[oai(status = 202)]
-    Accepted(Json<BatchAccepted>, #[oai(header = "Location")] String),
+    Accepted(
+        Json<BatchAccepted>,
+        /// Where to follow the batch: `/v1/batches/{batch_id}`.
+        #[oai(header = "Location")]
+        String,
+    ),
+}
+
+#[derive(ApiResponse)]
+pub enum GetEventResponse {
+    /// The event, as it was sent and as it was stored.
+    #[oai(status = 200)]
+    Found(Json<StoredEvent>),
 }
 
 /// A stored event: `event` is the event as it was sent (`occurred_at` as the client
@@ -231,12 +259,10 @@ impl EventsApi {
         state: Data<&ApiState>,
         key: ReadKey,
         event_id: Path<Uuid>,
-    ) -> Result<Json<StoredEvent>, LookupProblem> {
+    ) -> Result<GetEventResponse, EventLookupProblem> {
         match store::read::event(&state.pool, key.0.game.id, event_id.0).await? {
-            Some(stored) => Ok(Json(stored.into())),
-            None => {
-                Err(ApiError::NotFound(format!("no stored event has the id {}", event_id.0)).into())
-            }
+            Some(stored) => Ok(GetEventResponse::Found(Json(stored.into()))),
+            None => Err(no_such_event(event_id.0).into()),
         }
     }
 }

@@ -17,17 +17,32 @@ pub enum ReadyResponse {
     NotReady(PlainText<String>),
 }
 
+#[derive(ApiResponse)]
+pub enum LiveResponse {
+    /// The process is up and serving: `ok`.
+    #[oai(status = 200)]
+    Live(PlainText<&'static str>),
+}
+
 pub struct HealthApi;
 
 #[OpenApi(tag = "ApiTags::Health")]
 impl HealthApi {
     /// Liveness: the process is up
+    ///
+    /// For an orchestrator's liveness probe: answers `ok` whenever the process serves HTTP,
+    /// without touching the database, so that a database outage does not get healthy API
+    /// processes restarted. Needs no key.
     #[oai(path = "/healthz", method = "get", operation_id = "healthz")]
-    async fn healthz(&self) -> PlainText<&'static str> {
-        PlainText("ok")
+    async fn healthz(&self) -> LiveResponse {
+        LiveResponse::Live(PlainText("ok"))
     }
 
     /// Readiness: the database is reachable and migrated
+    ///
+    /// For an orchestrator's readiness probe or a load balancer's health check: `ready` when
+    /// the database answers and its schema is current (every migration this binary knows is
+    /// applied), 503 otherwise, with the reason. Needs no key.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(&self, state: Data<&ApiState>) -> ReadyResponse {
         match db::schema_is_current(&state.pool).await {

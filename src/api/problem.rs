@@ -1,11 +1,17 @@
 //! Every error the API returns, as `application/problem+json` (RFC 9457), in one place:
 //! our own errors ([`ApiError`]) and poem's (unknown route, wrong method, wrong content
-//! type, unparsable path parameter), converted by [`problem_for_poem_error`].
+//! type, unparsable path parameter), converted by [`problem_for_poem_error`] into ours, so
+//! that every error has one of our problem types and says what to do in our words.
+//!
+//! Each operation documents its problems with a [`problem_set!`]: per status, a
+//! description, the headers that come with it, and an example built from a real
+//! [`ApiError`] (Swagger UI shows each status its own; `api::document` puts them in).
 
-use poem::error::ResponseError;
+use poem::error::{MethodNotAllowedError, NotFoundError, ResponseError};
 use poem::http::{header, StatusCode};
 use poem::Response;
-use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, Registry};
+use poem_openapi::error::{ContentTypeError, ParsePathError};
+use poem_openapi::registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry};
 use poem_openapi::types::{Example, ToJSON, Type};
 use poem_openapi::{ApiResponse, Object};
 
@@ -25,7 +31,11 @@ const CHALLENGE_INVALID: &str = "Bearer realm=\"game-events\", error=\"invalid_t
 #[derive(Debug, Clone, PartialEq, Object)]
 #[oai(example)]
 pub struct Problem {
-    /// URI reference that identifies the kind of problem.
+    /// The kind of problem, a URI reference: `/problems/` and one of `bad-request` (400),
+    /// `unauthorized` (401), `forbidden` (403), `not-found` (404), `method-not-allowed` (405),
+    /// `request-timeout` (408), `body-too-large` or `too-many-events` (413),
+    /// `unsupported-media-type` (415), `invalid-events` (422), `rate-limited` (429),
+    /// `unavailable` (503) or `internal` (500, a bug).
     #[oai(rename = "type")]
     pub problem_type: String,
     /// Short summary of the kind of problem.
@@ -45,12 +55,18 @@ pub struct Problem {
 
 impl Example for Problem {
     fn example() -> Self {
+        Self::example_error().problem()
+    }
+}
+
+impl Problem {
+    /// The error of the schema's example (a 422, the richest kind).
+    fn example_error() -> ApiError {
         ApiError::InvalidEvents(vec![FieldError {
             index: Some(3),
             pointer: "/events/3/currency".to_owned(),
             reason: "may contain only the letters A to Z (found 'u')".to_owned(),
         }])
-        .problem()
     }
 }
 
@@ -90,6 +106,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("this path does not answer this method; `Allow` lists the methods it answers")]
+    MethodNotAllowed,
     #[error("the request body is larger than the limit of {limit_bytes} bytes")]
     BodyTooLarge { limit_bytes: usize },
     #[error("a request may carry at most {limit} events, this one has {count}")]
@@ -113,12 +131,33 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    fn problem(&self) -> Problem {
+    /// The unsupported-media-type refusal of a body's `Content-Type` (`None`: there is none).
+    pub fn unsupported_content_type(content_type: Option<&str>) -> Self {
+        let what = match content_type {
+            Some(content_type) => format!("the Content-Type {content_type:?} is not supported"),
+            None => "the request has no Content-Type".to_owned(),
+        };
+        ApiError::UnsupportedMediaType(format!(
+            "{what}: send the batch as application/json (or as text/plain holding the same \
+             JSON, as navigator.sendBeacon does), in UTF-8"
+        ))
+    }
+
+    /// The refusal of a path whose id is not a UUID.
+    pub fn path_id_not_uuid() -> Self {
+        ApiError::BadRequest(
+            "the id in the path must be a UUID, such as 0192f0c1-7d5e-7a3b-9c1d-2e3f4a5b6c7d"
+                .to_owned(),
+        )
+    }
+
+    pub(crate) fn problem(&self) -> Problem {
         let (slug, title) = match self {
             ApiError::BadRequest(_) => ("bad-request", "Bad request"),
             ApiError::Unauthorized { .. } => ("unauthorized", "Missing or invalid API key"),
             ApiError::Forbidden(_) => ("forbidden", "Not allowed with this API key"),
             ApiError::NotFound(_) => ("not-found", "Not found"),
+            ApiError::MethodNotAllowed => ("method-not-allowed", "Method not allowed"),
             ApiError::BodyTooLarge { .. } => ("body-too-large", "Request body too large"),
             ApiError::TooManyEvents { .. } => ("too-many-events", "Too many events"),
             ApiError::RequestTimeout { .. } => ("request-timeout", "Request timeout"),
@@ -217,6 +256,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BodyTooLarge { .. } | ApiError::TooManyEvents { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -277,42 +317,82 @@ fn problem_response(problem: &Problem) -> Response {
         .body(body)
 }
 
-/// The response for any error that reaches the top of the app.
+/// The response for any error that reaches the top of the app: ours as they are, poem's
+/// (routing, content type, path parameters) as the [`ApiError`] that says the same.
 pub fn problem_for_poem_error(error: poem::Error) -> Response {
     if error.is::<ApiError>() {
         return error.into_response();
     }
     let status = error.status();
-    let api_error = match status {
-        StatusCode::NOT_FOUND => ApiError::NotFound(error.to_string()),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(error.to_string()),
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge {
-            limit_bytes: super::events::MAX_BODY_BYTES,
-        },
-        s if s.is_client_error() => {
-            // 405 and other client errors keep their status, in problem form.
-            let problem = Problem {
-                problem_type: "about:blank".to_owned(),
-                title: s.canonical_reason().unwrap_or("Client error").to_owned(),
-                status: s.as_u16(),
-                detail: error.to_string(),
-                errors: None,
-                limit: None,
-            };
-            return problem_response(&problem);
+    let api_error = if error.is::<NotFoundError>() {
+        ApiError::NotFound(
+            "there is nothing at this path: /openapi.json lists the API's paths".to_owned(),
+        )
+    } else if error.is::<MethodNotAllowedError>() {
+        ApiError::MethodNotAllowed
+    } else if error.is::<ParsePathError>() {
+        // poem-openapi's words name its internal parameter (`param0`) and type.
+        ApiError::path_id_not_uuid()
+    } else if let Some(content_type) = error.downcast_ref::<ContentTypeError>() {
+        match content_type {
+            ContentTypeError::NotSupported { content_type } => {
+                ApiError::unsupported_content_type(Some(content_type))
+            }
+            ContentTypeError::ExpectContentType => ApiError::unsupported_content_type(None),
         }
-        _ => ApiError::Internal(error.to_string().into()),
+    } else {
+        match status {
+            StatusCode::NOT_FOUND => ApiError::NotFound(error.to_string()),
+            StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(error.to_string()),
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge {
+                limit_bytes: super::events::MAX_BODY_BYTES,
+            },
+            s if s.is_client_error() => ApiError::BadRequest(error.to_string()),
+            _ => ApiError::Internal(error.to_string().into()),
+        }
     };
     api_error.as_response()
 }
 
-/// Declares a set of problem responses that an operation documents; the value is an
-/// [`ApiError`], whatever its status.
+/// The headers that come with every problem of a status, as the document declares them.
+fn problem_headers(status: u16) -> Vec<MetaHeader> {
+    let header = |name: &str, description: &str, schema| MetaHeader {
+        name: name.to_owned(),
+        description: Some(description.to_owned()),
+        required: true,
+        deprecated: false,
+        schema,
+    };
+    match status {
+        401 => vec![header(
+            "WWW-Authenticate",
+            "The challenge: `Bearer realm=\"game-events\"`, with `error=\"invalid_token\"` when a key was sent.",
+            String::schema_ref(),
+        )],
+        429 | 503 => vec![header(
+            "Retry-After",
+            "Seconds to wait before retrying.",
+            u32::schema_ref(),
+        )],
+        _ => vec![],
+    }
+}
+
+/// Declares a set of problem responses that an operation documents, each status with its
+/// description and an example [`ApiError`]; the value is an [`ApiError`], whatever its status.
 macro_rules! problem_set {
-    ($(#[doc = $doc:literal])* $name:ident: $($status:literal => $description:literal),+ $(,)?) => {
+    ($(#[doc = $doc:literal])* $name:ident: $($status:literal => $description:literal, $example:expr);+ $(;)?) => {
         $(#[doc = $doc])*
         #[derive(Debug)]
         pub struct $name(pub ApiError);
+
+        impl $name {
+            /// One example problem per documented status.
+            pub fn examples() -> Vec<(u16, Problem)> {
+                vec![$(($status, ApiError::problem(&$example))),+]
+            }
+        }
 
         impl<E: Into<ApiError>> From<E> for $name {
             fn from(e: E) -> Self {
@@ -337,7 +417,7 @@ macro_rules! problem_set {
                             content_type: PROBLEM_JSON,
                             schema: Problem::schema_ref(),
                         }],
-                        headers: vec![],
+                        headers: problem_headers($status),
                     }),+],
                 }
             }
@@ -349,26 +429,64 @@ macro_rules! problem_set {
     };
 }
 
+/// A rate-limit refusal for the examples: 20 events a second, a 1000-event burst used up.
+fn example_over_limit() -> OverLimit {
+    OverLimit {
+        retry_after: std::time::Duration::from_millis(1500),
+        limit: crate::auth::RateLimit {
+            events_per_sec: 20,
+            burst: 1000,
+        },
+    }
+}
+
+fn example_unavailable() -> ApiError {
+    ApiError::Unavailable("pool timed out while waiting for an open connection".to_owned())
+}
+
 problem_set!(
     /// The errors of `POST /v1/events`.
     IngestProblem:
     400 => "The body is not valid JSON.",
+        super::events::not_json("EOF while parsing a list at line 1 column 11");
     401 => "No API key, or one that is unknown or revoked (see `WWW-Authenticate`).",
+        super::auth::missing_ingest_key();
     403 => "A read key, or a browser origin this game does not accept.",
+        super::auth::read_key_sends_no_events();
     408 => "The body did not all arrive in time (60 s after the head, by default); the connection is closed.",
+        ApiError::RequestTimeout { limit: std::time::Duration::from_secs(60) };
     413 => "The body is over 1 MiB (decompressed), or carries more than 1000 events.",
+        ApiError::TooManyEvents { count: 1200, limit: crate::domain::MAX_EVENTS_PER_BATCH };
     415 => "The body is not `application/json` (or `text/plain`, as `sendBeacon` sends it), or its `Content-Encoding` is neither identity nor gzip.",
+        ApiError::unsupported_content_type(Some("application/x-www-form-urlencoded"));
     422 => "Some events are invalid; `errors` lists every invalid field. Nothing was queued.",
+        Problem::example_error();
     429 => "The game's rate limit is used up; nothing was queued. Retry after `Retry-After` seconds.",
+        ApiError::RateLimited(example_over_limit());
     503 => "The database is unavailable; retry after `Retry-After` seconds.",
+        example_unavailable();
 );
 
 problem_set!(
-    /// The errors of lookups by id.
-    LookupProblem:
-    400 => "The id is not a UUID.",
+    /// The errors of `GET /v1/events/{event_id}`.
+    EventLookupProblem:
+    400 => "The id is not a UUID.", ApiError::path_id_not_uuid();
     401 => "No API key, or one that is unknown or revoked (see `WWW-Authenticate`); read keys go in the `Authorization` header only.",
-    403 => "An ingest key: reading needs a read key.",
-    404 => "Nothing with this id in the key's game (an event is found once it has been processed).",
-    503 => "The database is unavailable; retry after `Retry-After` seconds.",
+        super::auth::missing_read_key();
+    403 => "An ingest key: reading needs a read key.", super::auth::ingest_key_reads_nothing();
+    404 => "No event with this id in the key's game (an event is found once it has been processed).",
+        super::events::no_such_event(super::events::EXAMPLE_EVENT_ID);
+    503 => "The database is unavailable; retry after `Retry-After` seconds.", example_unavailable();
+);
+
+problem_set!(
+    /// The errors of `GET /v1/batches/{batch_id}`.
+    BatchLookupProblem:
+    400 => "The id is not a UUID.", ApiError::path_id_not_uuid();
+    401 => "No API key, or one that is unknown or revoked (see `WWW-Authenticate`); read keys go in the `Authorization` header only.",
+        super::auth::missing_read_key();
+    403 => "An ingest key: reading needs a read key.", super::auth::ingest_key_reads_nothing();
+    404 => "No batch with this id in the key's game.",
+        super::batches::no_such_batch(super::events::EXAMPLE_BATCH_ID);
+    503 => "The database is unavailable; retry after `Retry-After` seconds.", example_unavailable();
 );

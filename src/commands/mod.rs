@@ -47,7 +47,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 db::MIGRATIONS.len()
             );
         }
-        Command::Openapi => print!("{}", api::openapi().spec_yaml()),
+        Command::Openapi => print!("{}", api::api_document()?.yaml),
         Command::Bench { args, .. } => crate::bench::run(args).await?,
         Command::Failed { action, .. } => return failed::run(action).await,
         Command::Games { action, .. } => return games::run(action).await,

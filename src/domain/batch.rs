@@ -70,6 +70,21 @@ pub enum BatchRejection {
     Invalid(Vec<FieldError>),
 }
 
+/// How a batch wraps its events, for the errors of bodies that do not.
+const WRAP_EVENTS: &str = r#"{"events": [event, ...]}"#;
+/// Fields of every event, none of them a batch's.
+const EVENT_HEADER_FIELDS: [&str; 5] =
+    ["type", "event_id", "player_id", "session_id", "occurred_at"];
+
+/// A rejection of the body as a whole.
+fn body_error(reason: String) -> BatchRejection {
+    BatchRejection::Invalid(vec![FieldError {
+        index: None,
+        pointer: String::new(),
+        reason,
+    }])
+}
+
 /// Validates a parsed request body received at `received_at`.
 pub fn validate_batch(
     body: &Value,
@@ -77,15 +92,27 @@ pub fn validate_batch(
 ) -> Result<ValidBatch, BatchRejection> {
     let mut errors = Vec::new();
     let Value::Object(request) = body else {
-        return Err(BatchRejection::Invalid(vec![FieldError {
-            index: None,
-            pointer: String::new(),
-            reason: format!(
-                "the request body must be a JSON object, not {}",
-                json_kind(body)
+        let reason = match body {
+            Value::Array(_) => format!(
+                "the request body must be a JSON object, not an array: send the events as {}",
+                WRAP_EVENTS
             ),
-        }]));
+            other => format!(
+                "the request body must be a JSON object, not {}",
+                json_kind(other)
+            ),
+        };
+        return Err(body_error(reason));
     };
+    // One event sent alone: one error that says so, rather than one "is not a field" for
+    // each of its fields and a missing `events`.
+    if !request.contains_key("events")
+        && EVENT_HEADER_FIELDS.iter().any(|f| request.contains_key(*f))
+    {
+        return Err(body_error(format!(
+            "the request body is a single event, not a batch: send it as {WRAP_EVENTS}"
+        )));
+    }
 
     let mut top = FieldReader::new(None, "", request, &mut errors);
     let sent_at: Option<Option<OffsetDateTime>> = top.optional("sent_at");
@@ -172,11 +199,12 @@ fn read_event(
     let errors_before = errors.len();
     let mut r = FieldReader::new(Some(index), &prefix, fields, errors);
 
-    let event_type = match r.take_required("type") {
-        Some(Value::String(s)) => EventType::from_wire(s),
-        Some(_) | None => None,
-    };
-    if event_type.is_none() && fields.contains_key("type") {
+    // Missing and null are take_required's errors; a value that is no type is this one.
+    let raw_type = r.take_required("type");
+    let event_type = raw_type
+        .and_then(Value::as_str)
+        .and_then(EventType::from_wire);
+    if raw_type.is_some() && event_type.is_none() {
         let expected: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
         r.error("type", format!("must be one of {}", expected.join(", ")));
     }
@@ -471,6 +499,91 @@ mod tests {
         };
         assert_eq!(start.device, None);
         assert_eq!(start.country, None);
+    }
+
+    /// Every optional field: (event type, or `None` for the batch's own, field, a valid value).
+    const OPTIONAL_FIELDS: [(Option<&str>, &str, &str); 8] = [
+        (None, "sent_at", r#""2026-11-25T11:59:30Z""#),
+        (Some("session_start"), "device", r#""Pixel 8""#),
+        (Some("session_start"), "country", r#""SE""#),
+        (Some("progression"), "score", "12"),
+        (Some("progression"), "attempt", "2"),
+        (Some("purchase"), "transaction_id", r#""T-1""#),
+        (Some("custom"), "value", "1.5"),
+        (Some("custom"), "properties", r#"{"k": 1}"#),
+    ];
+
+    #[test]
+    fn every_optional_field_sent_as_null_is_absent() {
+        for (event_type, field, valid) in OPTIONAL_FIELDS {
+            let body = |value: Option<Value>| {
+                let mut e = event(event_type.unwrap_or("custom"), 1);
+                let mut body = json!({ "events": [] });
+                let target = if event_type.is_some() {
+                    &mut e
+                } else {
+                    &mut body
+                };
+                if let Some(value) = value {
+                    target[field] = value;
+                }
+                body["events"] = json!([e]);
+                validate_batch(&body, RECEIVED)
+            };
+            let absent = body(None).unwrap();
+            assert_eq!(body(Some(Value::Null)).unwrap(), absent, "{field}: null");
+            let set = body(Some(serde_json::from_str(valid).unwrap())).unwrap();
+            assert_ne!(set, absent, "{field}: {valid} was not read");
+        }
+    }
+
+    #[test]
+    fn required_fields_sent_as_null_are_invalid() {
+        for name in [
+            "type",
+            "event_id",
+            "player_id",
+            "session_id",
+            "occurred_at",
+            "message",
+        ] {
+            let mut e = event("error", 1);
+            e[name] = Value::Null;
+            let errors = errors_of(json!({ "events": [e] }));
+            assert_eq!(pointers(&errors), [format!("/events/0/{name}")], "{name}");
+        }
+        assert_eq!(pointers(&errors_of(json!({ "events": null }))), ["/events"]);
+    }
+
+    #[test]
+    fn a_single_event_without_the_batch_around_it_is_one_error() {
+        for t in EventType::ALL {
+            let errors = errors_of(event(t.as_str(), 1));
+            assert_eq!(pointers(&errors), [""], "{t:?}: {errors:?}");
+            assert!(
+                errors[0].reason.contains("single event"),
+                "{}",
+                errors[0].reason
+            );
+            assert!(
+                errors[0].reason.contains(r#"{"events": ["#),
+                "{}",
+                errors[0].reason
+            );
+        }
+        // So is a bare array of events, and neither is mistaken for the other.
+        let errors = errors_of(json!([event("custom", 1)]));
+        assert_eq!(pointers(&errors), [""]);
+        assert!(
+            errors[0].reason.contains("not an array"),
+            "{}",
+            errors[0].reason
+        );
+        // An object that is neither keeps its field-by-field errors.
+        assert_eq!(
+            pointers(&errors_of(json!({ "evnts": [] }))),
+            ["/events", "/evnts"]
+        );
     }
 
     #[test]

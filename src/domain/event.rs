@@ -3,9 +3,20 @@
 //!
 //! These types are the API's schema (poem-openapi derives), the queue payload (serde)
 //! and what the worker writes; every field is a validated type from [`super::fields`].
+//!
+//! An optional field may be absent or `null`, which mean the same: many JSON serializers
+//! (Newtonsoft.Json in Unity games, System.Text.Json, Jackson) write unset fields as
+//! `null` by default, and `null` carries no data that refusing it would protect, while a
+//! 422 would lose the whole batch. The document says so (`nullable`); the validator
+//! (`batch.rs`) reads null as absent. Required fields are never nullable.
 
-use poem_openapi::{Object, Union};
+use std::borrow::Cow;
+
+use poem_openapi::registry::{MetaDiscriminatorObject, MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::types::{ParseError, ParseFromJSON, ParseResult, ToJSON, Type};
+use poem_openapi::Object;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -20,7 +31,10 @@ pub struct EventHeader {
     pub player_id: PlayerId,
     /// The session this event belongs to.
     pub session_id: Uuid,
-    /// When the event happened on the client, RFC 3339 with an offset.
+    /// When the event happened on the client, RFC 3339 with an offset. It is checked on the
+    /// server's clock: shifted by the batch's `sent_at` correction (see `sent_at`), it must
+    /// be at most one hour in the future and not before 2000-01-01T00:00:00Z, or the event
+    /// is invalid (422).
     #[serde(with = "time::serde::rfc3339")]
     pub occurred_at: OffsetDateTime,
 }
@@ -34,10 +48,10 @@ pub struct SessionStart {
     pub header: EventHeader,
     pub platform: Platform,
     pub app_version: AppVersion,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<DeviceModel>,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub country: Option<CountryCode>,
 }
@@ -61,10 +75,10 @@ pub struct Progression {
     pub header: EventHeader,
     pub status: ProgressionStatus,
     pub level: LevelName,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score: Option<Score>,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<AttemptNumber>,
 }
@@ -80,7 +94,7 @@ pub struct Purchase {
     pub item_type: ItemName,
     pub amount_minor: AmountMinor,
     pub currency: CurrencyCode,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transaction_id: Option<TransactionId>,
 }
@@ -107,10 +121,10 @@ pub struct Custom {
     #[serde(flatten)]
     pub header: EventHeader,
     pub name: CustomEventName,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<CustomValue>,
-    #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable, skip_serializing_if_is_none)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub properties: Option<CustomProperties>,
 }
@@ -127,26 +141,142 @@ pub struct ClientError {
 }
 
 /// One game event; `type` says which.
-#[derive(Debug, Clone, PartialEq, Union, Serialize, Deserialize)]
-#[oai(discriminator_name = "type", one_of)]
+///
+/// Its schema is written by hand (below) rather than derived with poem-openapi's `Union`,
+/// which wraps each type in an `allOf` of its own (`Event_CustomEvent` beside
+/// `CustomEvent`): here each type's schema holds `type` itself, so its example is a whole
+/// event and generated clients get one class per type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    #[oai(mapping = "session_start")]
     SessionStart(SessionStart),
-    #[oai(mapping = "session_end")]
     SessionEnd(SessionEnd),
-    #[oai(mapping = "progression")]
     Progression(Progression),
-    #[oai(mapping = "purchase")]
     Purchase(Purchase),
-    #[oai(mapping = "resource")]
     Resource(Resource),
-    #[oai(mapping = "custom")]
     Custom(Custom),
-    #[oai(mapping = "error")]
     #[serde(rename = "error")]
     Error(ClientError),
 }
+
+/// The schema name of the union.
+const EVENT_SCHEMA: &str = "Event";
+/// The discriminator, a property of every event type's schema.
+const DISCRIMINATOR: &str = "type";
+
+/// Registers the schema of one event type with `type` as its first, required property,
+/// whose only value is `event_type`, and returns the schema's name.
+fn register_event_type<T: Type>(registry: &mut Registry, event_type: EventType) -> String {
+    T::register(registry);
+    let name = T::name().into_owned();
+    let wire = event_type.as_str();
+    if let Some(schema) = registry.schemas.get_mut(&name) {
+        if !schema.required.contains(&DISCRIMINATOR) {
+            let tag = MetaSchema {
+                description: Some("The event type."),
+                enum_items: vec![Value::from(wire)],
+                example: Some(Value::from(wire)),
+                ..MetaSchema::new("string")
+            };
+            schema
+                .properties
+                .insert(0, (DISCRIMINATOR, MetaSchemaRef::Inline(Box::new(tag))));
+            schema.required.insert(0, DISCRIMINATOR);
+        }
+        if let Some(Value::Object(example)) = &mut schema.example {
+            example.insert(DISCRIMINATOR.to_owned(), Value::from(wire));
+        }
+    }
+    name
+}
+
+/// `$(Variant(Struct))`: the poem-openapi traits of [`Event`], one arm per event type.
+macro_rules! event_union {
+    ($($variant:ident($ty:ident)),+ $(,)?) => {
+        impl Type for Event {
+            const IS_REQUIRED: bool = true;
+            type RawValueType = Self;
+            type RawElementValueType = Self;
+
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed(EVENT_SCHEMA)
+            }
+
+            fn schema_ref() -> MetaSchemaRef {
+                MetaSchemaRef::Reference(EVENT_SCHEMA.to_owned())
+            }
+
+            fn register(registry: &mut Registry) {
+                registry.create_schema::<Self, _>(EVENT_SCHEMA.to_owned(), |registry| {
+                    let names = [$((EventType::$variant, register_event_type::<$ty>(registry, EventType::$variant))),+];
+                    MetaSchema {
+                        description: Some("One game event; `type` says which."),
+                        one_of: names
+                            .iter()
+                            .map(|(_, name)| MetaSchemaRef::Reference(name.clone()))
+                            .collect(),
+                        discriminator: Some(MetaDiscriminatorObject {
+                            property_name: DISCRIMINATOR,
+                            mapping: names
+                                .iter()
+                                .map(|(event_type, name)| {
+                                    (event_type.as_str().to_owned(), format!("#/components/schemas/{name}"))
+                                })
+                                .collect(),
+                        }),
+                        ..MetaSchema::new("object")
+                    }
+                });
+            }
+
+            fn as_raw_value(&self) -> Option<&Self> {
+                Some(self)
+            }
+
+            fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self> + 'a> {
+                Box::new(std::iter::once(self))
+            }
+        }
+
+        impl ParseFromJSON for Event {
+            fn parse_from_json(value: Option<Value>) -> ParseResult<Self> {
+                let value = value.unwrap_or_default();
+                let event_type = value
+                    .get(DISCRIMINATOR)
+                    .and_then(Value::as_str)
+                    .and_then(EventType::from_wire);
+                match event_type {
+                    $(Some(EventType::$variant) => <$ty>::parse_from_json(Some(value))
+                        .map(Event::$variant)
+                        .map_err(ParseError::propagate),)+
+                    None => Err(ParseError::expected_type(value)),
+                }
+            }
+        }
+
+        impl ToJSON for Event {
+            fn to_json(&self) -> Option<Value> {
+                let (event_type, mut value) = match self {
+                    $(Event::$variant(event) => (EventType::$variant, event.to_json()),)+
+                };
+                if let Some(Value::Object(fields)) = &mut value {
+                    fields.insert(DISCRIMINATOR.to_owned(), Value::from(event_type.as_str()));
+                }
+                value
+            }
+        }
+    };
+}
+
+event_union!(
+    SessionStart(SessionStart),
+    SessionEnd(SessionEnd),
+    Progression(Progression),
+    Purchase(Purchase),
+    Resource(Resource),
+    Custom(Custom),
+    Error(ClientError),
+);
 
 /// The event types, as stored in `events.event_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -199,13 +199,20 @@ macro_rules! bounded_string {
     };
 }
 
+/// [`Charset::Printable`] as a pattern: no character of Unicode's Cc category, which is
+/// what `char::is_control` refuses. Lengths stay with `minLength` and `maxLength`, which
+/// count characters, where a JavaScript pattern's `{1,64}` would count UTF-16 units.
+const PRINTABLE: &str = r"^[^\x00-\x1F\x7F-\x9F]*$";
+/// [`Charset::Text`] as a pattern: no NUL.
+const TEXT: &str = r"^[^\x00]*$";
+
 const fn plain(min_chars: usize, max_chars: usize) -> StringRule {
     StringRule {
         min_chars,
         max_chars,
         charset: Charset::Printable,
         parts: None,
-        pattern: None,
+        pattern: Some(PRINTABLE),
     }
 }
 
@@ -248,13 +255,13 @@ bounded_string!(
 bounded_string!(
     /// Level identifier: 1 to 3 parts joined by `:`, each 1 to 64 characters (`world:stage:room`).
     LevelName,
-    hierarchical(3, 64, "^[^:]{1,64}(:[^:]{1,64}){0,2}$"),
+    hierarchical(3, 64, r"^[^:\x00-\x1F\x7F-\x9F]{1,64}(:[^:\x00-\x1F\x7F-\x9F]{1,64}){0,2}$"),
     example = "world-1:stage-3"
 );
 bounded_string!(
     /// Custom event name: 1 to 5 parts joined by `:`, each 1 to 64 characters.
     CustomEventName,
-    hierarchical(5, 64, "^[^:]{1,64}(:[^:]{1,64}){0,4}$"),
+    hierarchical(5, 64, r"^[^:\x00-\x1F\x7F-\x9F]{1,64}(:[^:\x00-\x1F\x7F-\x9F]{1,64}){0,4}$"),
     example = "tutorial:step:completed"
 );
 bounded_string!(
@@ -290,6 +297,7 @@ bounded_string!(
     ErrorMessage,
     StringRule {
         charset: Charset::Text,
+        pattern: Some(TEXT),
         ..plain(1, 8192)
     },
     example = "NullReferenceException in ShopController.Open"

@@ -7,6 +7,7 @@ mod helpers;
 
 mod api_errors;
 mod browser;
+mod contract;
 mod database_checks;
 mod keys;
 mod limits;
