@@ -16,6 +16,7 @@
 #   GROWTH_HOLD_AT    hold a snapshot from this second  (default: no snapshot)
 #   GROWTH_HOLD_FOR   for this many seconds             (default 100)
 #   GROWTH_PG_SETTINGS readme | issue                   (default readme)
+#   GROWTH_PG_EXTRA   more settings, space-separated name=value (default none)
 #   GROWTH_PORT       the cluster's port                (default 5499)
 #   GROWTH_DIR        where the cluster lives, DELETED  (default /var/tmp/app-growth-pg)
 #   GROWTH_OUT        results directory                 (default target/bench/growth-<UTC time>)
@@ -49,6 +50,8 @@ if [ "${GROWTH_PG_SETTINGS:-readme}" = readme ] && [ -f scripts/postgresql-setti
     [ -n "${line// }" ] && settings+=(-c "$(echo "$line" | tr -d ' ')")
   done <scripts/postgresql-settings.conf
 fi
+
+for extra in ${GROWTH_PG_EXTRA:-}; do settings+=(-c "$extra"); done
 
 as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 

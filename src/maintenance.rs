@@ -5,10 +5,12 @@
 //!   [`KEEP_AHEAD_EVERY`]). Processes agree through the advisory lock that
 //!   `event_partition_ensure` takes for each day, so any number may run it at once.
 //!   Workers also make any other day on demand before storing its events.
-//! - **Retention**, in every `work` ([`retention_pass`], every `--retention-every-secs`),
-//!   one worker at a time (a session advisory lock): each game with a retention drops the
-//!   partitions of its days older than the retention, then prunes the batches, sessions
-//!   and players that are left without events.
+//! - **Retention and sealing**, in every `work` ([`retention_pass`], every
+//!   `--retention-every-secs`), one worker at a time (a session advisory lock): each game
+//!   with a retention drops the partitions of its days older than the retention, then
+//!   prunes the batches, sessions and players that are left without events; and the
+//!   partitions of every day that is over are vacuumed and frozen, once (autovacuum's
+//!   insert-triggered passes are off for them: migration 12).
 
 use std::time::Duration;
 
@@ -72,10 +74,12 @@ pub struct RetentionReport {
     pub batches: u64,
     pub sessions: u64,
     pub players: u64,
+    /// Days that were over, vacuumed and frozen.
+    pub days_sealed: usize,
 }
 
 /// The session advisory lock that one worker at a time holds for a pass.
-const RETENTION_LOCK: i64 = 0x7265_7465_6e74_696f; // "retentio"
+pub const RETENTION_LOCK: i64 = 0x7265_7465_6e74_696f; // "retentio"
 
 /// The oldest day a game with a retention of `days` keeps: the day `days` days ago, and
 /// the one before it. The API refuses events older than `days` days, and a queued event
@@ -137,6 +141,13 @@ async fn every_game(
             }
         }
         prune_game(pool, game, oldest, report).await?;
+    }
+    // Days before yesterday are over (a device whose clock is behind may still send
+    // yesterday's).
+    let over = now.date() - time::Duration::days(1);
+    for (game, day) in partitions::unsealed_before(pool, over).await? {
+        partitions::seal_day(conn, game, day).await?;
+        report.days_sealed += 1;
     }
     Ok(())
 }

@@ -59,6 +59,52 @@ pub async fn days_before(
     .await
 }
 
+/// The days before `before` whose partitions are not sealed yet (vacuumed and frozen
+/// once over: see `maintenance`), oldest first.
+pub async fn unsealed_before(
+    pool: &PgPool,
+    before: Date,
+) -> Result<Vec<(GameId, Date)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT game_id, day FROM event_partitions
+         WHERE sealed_at IS NULL AND day < $1 ORDER BY day, game_id",
+        before
+    )
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (GameId(r.game_id), r.day))
+        .collect())
+}
+
+/// Vacuums, freezes and analyzes every event table's partition of game `game` on `day`,
+/// on `conn` (VACUUM runs outside any transaction), and marks the day sealed. Once a day
+/// is over its tables only grow again by a backfill, so one pass sets their visibility
+/// map and freezes their rows for good: no autovacuum scans them again, and no
+/// anti-wraparound vacuum ever has to.
+pub async fn seal_day(conn: &mut PgConnection, game: GameId, day: Date) -> Result<(), sqlx::Error> {
+    let children: Vec<String> = sqlx::query_scalar(
+        "SELECT event_partition_name(parent, $1, $2) FROM unnest(event_partitioned_tables()) AS parent",
+    )
+    .bind(game.0)
+    .bind(day)
+    .fetch_all(&mut *conn)
+    .await?;
+    for child in children {
+        conn.execute(format!("VACUUM (FREEZE, ANALYZE) \"{child}\"").as_str())
+            .await?;
+    }
+    sqlx::query!(
+        "UPDATE event_partitions SET sealed_at = now() WHERE game_id = $1 AND day = $2",
+        game.0,
+        day
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// How long dropping a detached partition waits for its lock (a reader such as pg_dump
 /// may hold it) before giving up until the next retention pass.
 const DROP_LOCK_TIMEOUT: Duration = Duration::from_millis(500);
