@@ -14,4 +14,5 @@ mod limits;
 mod observability;
 mod pipeline;
 mod queue;
+mod retention;
 mod slow_clients;

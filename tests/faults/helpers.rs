@@ -680,30 +680,41 @@ fn pg_command(bin: &Path, program: &str) -> Command {
     }
 }
 
-/// Where initdb and pg_ctl are: $PG_BIN, else `pg_config --bindir`, else the newest
-/// /usr/lib/postgresql/<version>/bin.
+/// Where initdb and pg_ctl are: see [`pg_program`].
 fn postgres_bin_dir() -> PathBuf {
+    pg_program("initdb")
+        .parent()
+        .expect("a program is in a directory")
+        .to_path_buf()
+}
+
+/// PostgreSQL's program `name` (initdb, pg_ctl, pg_dump ...): in $PG_BIN, else in
+/// `pg_config --bindir`, else in the newest /usr/lib/postgresql/<version>/bin that has it.
+pub fn pg_program(name: &str) -> PathBuf {
     if let Ok(dir) = std::env::var("PG_BIN") {
-        return PathBuf::from(dir);
+        return PathBuf::from(dir).join(name);
     }
     if let Ok(output) = Command::new("pg_config").arg("--bindir").output() {
-        let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-        if output.status.success() && dir.join("initdb").exists() {
-            return dir;
+        let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()).join(name);
+        if output.status.success() && path.exists() {
+            return path;
         }
     }
     let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
-        .filter(|(_, bin)| bin.join("initdb").exists())
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse().ok()?;
+            Some((version, e.path().join("bin").join(name)))
+        })
+        .filter(|(_, path)| path.exists())
         .collect();
     versions.sort();
     versions
         .pop()
-        .map(|(_, bin)| bin)
-        .expect("no PostgreSQL binaries (initdb, pg_ctl) found: set PG_BIN")
+        .map(|(_, path)| path)
+        .unwrap_or_else(|| panic!("no PostgreSQL program {name} found: set PG_BIN"))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ mod helpers;
 
 mod bad_input;
 mod crash;
+mod dump;
 mod hung;
 mod outage;
 mod shutdown;
