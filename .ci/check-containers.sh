@@ -42,6 +42,19 @@ else
     echo "==> $compose_file: docker compose config SKIPPED (no compose plugin, no docker-compose)"
 fi
 
+# The database runs with the README's settings: every line of the settings file is a
+# `-c name=value` of the db service (shared_buffers through its variable's default).
+echo "==> $compose_file: the database's settings are scripts/postgresql-settings.conf's"
+settings_file=$root/scripts/postgresql-settings.conf
+while read -r name value; do
+    expected="$name=$value"
+    [[ $name == shared_buffers ]] && expected="shared_buffers=\${DB_SHARED_BUFFERS:-$value}"
+    if ! grep -qxF -- "      - $expected" "$compose_file"; then
+        echo "error: $compose_file: the db service does not set $expected ($settings_file)" >&2
+        exit 1
+    fi
+done < <(sed -e 's/#.*//' -e 's/ *= */ /' "$settings_file" | awk 'NF == 2')
+
 echo "==> $dockerfile: hadolint"
 hadolint "$dockerfile"
 
