@@ -60,6 +60,10 @@ pub struct Window {
     pub checkpoints: i64,
     /// Whether the held snapshot was open during (part of) this window.
     pub snapshot_held: bool,
+    /// Whether requests were still being sent at the end of the window. The windows
+    /// after the last request only drain the queue: they are left out of the rates
+    /// read off the curve.
+    pub under_load: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -98,7 +102,7 @@ pub struct SnapshotReport {
 }
 
 /// The rate between two samples.
-fn window(a: &Sample, b: &Sample, snapshot_held: bool) -> Window {
+fn window(a: &Sample, b: &Sample, snapshot_held: bool, under_load: bool) -> Window {
     let secs = (b.at_secs - a.at_secs).max(1e-9);
     let stored = b.stored.saturating_sub(a.stored);
     let written = (b.buffers_backend - a.buffers_backend)
@@ -114,6 +118,7 @@ fn window(a: &Sample, b: &Sample, snapshot_held: bool) -> Window {
         blocks_read_per_sec: (b.blocks_read - a.blocks_read) as f64 / secs,
         checkpoints: b.checkpoints - a.checkpoints,
         snapshot_held,
+        under_load,
     }
 }
 
@@ -129,7 +134,7 @@ fn rate_between(samples: &[Sample], from: f64, to: f64) -> Option<f64> {
 fn rate_around(windows: &[Window], around: u64, half: u64) -> Option<f64> {
     let near: Vec<f64> = windows
         .iter()
-        .filter(|w| w.stored_before.abs_diff(around) <= half && !w.snapshot_held)
+        .filter(|w| w.stored_before.abs_diff(around) <= half && w.under_load && !w.snapshot_held)
         .map(|w| w.stored_per_sec)
         .collect();
     (!near.is_empty()).then(|| near.iter().sum::<f64>() / near.len() as f64)
@@ -149,7 +154,7 @@ pub fn summarize(samples: &[Sample], windows: &[Window], snapshot: Option<(f64, 
     let start: Vec<f64> = windows
         .iter()
         .skip(1)
-        .filter(|w| w.stored_before < 1_000_000 && !w.snapshot_held)
+        .filter(|w| w.stored_before < 1_000_000 && w.under_load && !w.snapshot_held)
         .map(|w| w.stored_per_sec)
         .collect();
     let rate_at_start = (!start.is_empty()).then(|| start.iter().sum::<f64>() / start.len() as f64);
@@ -377,7 +382,7 @@ pub async fn run(
         let mut s = since(&base_sample, sample(pool, game, start).await?);
         s.accepted = sent.accepted_events.load(Ordering::Relaxed);
         let previous = *samples.last().expect("the first sample");
-        let w = window(&previous, &s, held_in_window);
+        let w = window(&previous, &s, held_in_window, !load.is_finished());
         held_in_window = held.load(Ordering::SeqCst);
         eprintln!(
             "{:>6.0} s  stored {:>11}  {:>8.0} events/s  WAL {:>6} B/event  writes {:>6.0}/s  reads {:>6.0}/s{}{}",
@@ -495,20 +500,25 @@ mod tests {
 
     #[test]
     fn windows_and_the_rates_of_the_curve() {
-        // 10 s windows: 30k/s until 11M stored, then 24k/s.
+        // 10 s windows: 30k/s until 11M stored, then 24k/s until the last request at
+        // 20.3M, then a queue draining at 1k/s, which is not the storing rate at 20M.
         let mut samples = vec![sample(0.0, 0)];
+        let mut under_load = vec![];
         let mut stored = 0;
-        for i in 1..=800 {
-            stored += if stored < 11_000_000 {
-                300_000
-            } else {
-                240_000
+        for i in 1..=100 {
+            let loaded = stored < 20_300_000;
+            stored += match stored {
+                _ if !loaded => 10_000,
+                ..11_000_000 => 300_000,
+                _ => 240_000,
             };
             samples.push(sample(i as f64 * 10.0, stored));
+            under_load.push(loaded);
         }
         let windows: Vec<Window> = samples
             .windows(2)
-            .map(|w| window(&w[0], &w[1], false))
+            .zip(under_load)
+            .map(|(w, loaded)| window(&w[0], &w[1], false, loaded))
             .collect();
         let summary = summarize(&samples, &windows, None);
         assert_eq!(summary.rate_at_start, Some(30_000.0));
