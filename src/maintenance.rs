@@ -171,25 +171,29 @@ async fn prune_game(
             break;
         }
     }
-    let mut after = None;
-    loop {
-        let chunk = retention::prune_sessions(pool, game, before, after).await?;
-        report.sessions += chunk.deleted;
-        match chunk.last {
-            Some(last) => after = Some(last),
-            None => break,
-        }
-    }
-    let mut after = None;
-    loop {
-        let chunk = retention::prune_players(pool, game, before, after).await?;
-        report.players += chunk.deleted;
-        match chunk.last {
-            Some(last) => after = Some(last),
-            None => break,
-        }
-    }
+    report.sessions +=
+        in_chunks(|after| retention::prune_sessions(pool, game, before, after)).await?;
+    report.players +=
+        in_chunks(|after| retention::prune_players(pool, game, before, after)).await?;
     Ok(())
+}
+
+/// Runs `chunk` from the start, then after the last key each chunk looked at, until one
+/// looks at nothing; returns the rows deleted in all.
+async fn in_chunks<K, F, Fut>(mut chunk: F) -> Result<u64, sqlx::Error>
+where
+    F: FnMut(Option<K>) -> Fut,
+    Fut: std::future::Future<Output = Result<retention::Chunk<K>, sqlx::Error>>,
+{
+    let (mut after, mut deleted) = (None, 0);
+    loop {
+        let done = chunk(after.take()).await?;
+        deleted += done.deleted;
+        match done.last {
+            Some(last) => after = Some(last),
+            None => return Ok(deleted),
+        }
+    }
 }
 
 /// Runs a retention pass every `every`, for as long as the process runs.

@@ -78,20 +78,42 @@ pub async fn unsealed_before(
         .collect())
 }
 
+/// One event table's partition of a (game, day).
+#[derive(sqlx::FromRow)]
+struct DayPartition {
+    parent: String,
+    child: String,
+    /// Whether it is attached (`Some(false)`), half detached (`Some(true)`: a concurrent
+    /// detach was interrupted) or not attached at all (`None`: gone, or detached).
+    detach_pending: Option<bool>,
+}
+
+/// Every event table's partition of game `game` on `day`, by name, whether it exists or not.
+async fn partitions_of_day(
+    conn: &mut PgConnection,
+    game: GameId,
+    day: Date,
+) -> Result<Vec<DayPartition>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT parent, event_partition_name(parent, $1, $2) AS child,
+                (SELECT i.inhdetachpending FROM pg_inherits AS i
+                 WHERE i.inhrelid = to_regclass(event_partition_name(parent, $1, $2)))
+                AS detach_pending
+         FROM unnest(event_partitioned_tables()) AS parent",
+    )
+    .bind(game.0)
+    .bind(day)
+    .fetch_all(conn)
+    .await
+}
+
 /// Vacuums, freezes and analyzes every event table's partition of game `game` on `day`,
 /// on `conn` (VACUUM runs outside any transaction), and marks the day sealed. Once a day
 /// is over its tables only grow again by a backfill, so one pass sets their visibility
 /// map and freezes their rows for good: no autovacuum scans them again, and no
 /// anti-wraparound vacuum ever has to.
 pub async fn seal_day(conn: &mut PgConnection, game: GameId, day: Date) -> Result<(), sqlx::Error> {
-    let children: Vec<String> = sqlx::query_scalar(
-        "SELECT event_partition_name(parent, $1, $2) FROM unnest(event_partitioned_tables()) AS parent",
-    )
-    .bind(game.0)
-    .bind(day)
-    .fetch_all(&mut *conn)
-    .await?;
-    for child in children {
+    for DayPartition { child, .. } in partitions_of_day(conn, game, day).await? {
         conn.execute(format!("VACUUM (FREEZE, ANALYZE) \"{child}\"").as_str())
             .await?;
     }
@@ -131,31 +153,28 @@ pub async fn drop_day(
     game: GameId,
     day: Date,
 ) -> Result<Dropped, sqlx::Error> {
-    let children: Vec<(String, String, Option<bool>)> = sqlx::query_as(
-        "SELECT parent, event_partition_name(parent, $1, $2),
-                (SELECT i.inhdetachpending FROM pg_inherits AS i
-                 WHERE i.inhrelid = to_regclass(event_partition_name(parent, $1, $2)))
-         FROM unnest(event_partitioned_tables()) AS parent",
-    )
-    .bind(game.0)
-    .bind(day)
-    .fetch_all(&mut *conn)
-    .await?;
+    let children = partitions_of_day(conn, game, day).await?;
     let detaches: Vec<String> = children
         .iter()
-        .filter_map(|(parent, child, pending)| match pending {
-            Some(false) => Some(format!(
-                "ALTER TABLE {parent} DETACH PARTITION {child} CONCURRENTLY"
-            )),
-            Some(true) => Some(format!(
-                "ALTER TABLE {parent} DETACH PARTITION {child} FINALIZE"
-            )),
-            None => None,
-        })
+        .filter_map(
+            |DayPartition {
+                 parent,
+                 child,
+                 detach_pending,
+             }| match detach_pending {
+                Some(false) => Some(format!(
+                    "ALTER TABLE {parent} DETACH PARTITION {child} CONCURRENTLY"
+                )),
+                Some(true) => Some(format!(
+                    "ALTER TABLE {parent} DETACH PARTITION {child} FINALIZE"
+                )),
+                None => None,
+            },
+        )
         .collect();
     let drops: Vec<String> = children
         .into_iter()
-        .map(|(_, child, _)| format!("DROP TABLE IF EXISTS {child}"))
+        .map(|DayPartition { child, .. }| format!("DROP TABLE IF EXISTS {child}"))
         .collect();
     for detach in detaches {
         conn.execute(detach.as_str()).await?;

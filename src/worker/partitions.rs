@@ -49,14 +49,16 @@ impl KnownPartitions {
         if missing.is_empty() {
             return Ok(());
         }
-        // Those that exist already are learnt in one query; the rest are made.
-        let existing = partitions::existing(pool).await?;
+        // Those that exist already are learnt in one query; the rest are made. Every
+        // (game, day) there was, and every one made, is known from then on.
+        let mut existing = partitions::existing(pool).await?;
         for (game, day) in missing {
             if !existing.contains(&(game, day)) && partitions::ensure(pool, game, day).await? {
                 tracing::info!(%game, %day, "made the partitions of a day on demand");
             }
+            existing.insert((game, day));
         }
-        *self.lock() = partitions::existing(pool).await?;
+        *self.lock() = existing;
         Ok(())
     }
 

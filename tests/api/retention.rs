@@ -44,6 +44,17 @@ async fn event_status(app: &TestApp, event_id: Uuid) -> (u16, Value) {
     app.get_json(&format!("/v1/events/{event_id}")).await
 }
 
+/// One retention pass as of `now`, with `default_days` for games without their own.
+async fn retention_pass(
+    app: &TestApp,
+    default_days: Option<u32>,
+    now: OffsetDateTime,
+) -> maintenance::RetentionReport {
+    maintenance::retention_pass(&app.pool, default_days, now)
+        .await
+        .unwrap()
+}
+
 async fn partition_days(app: &TestApp) -> Vec<Date> {
     sqlx::query_scalar("SELECT day FROM event_partitions ORDER BY day")
         .fetch_all(&app.pool)
@@ -147,9 +158,7 @@ async fn a_backfill_months_old_gets_its_partition_on_demand_and_is_sealed() {
     }
     // ... and a day that is over is vacuumed and frozen once, by a retention pass, even
     // when nothing is dropped.
-    let report = maintenance::retention_pass(&app.pool, None, OffsetDateTime::now_utc())
-        .await
-        .unwrap();
+    let report = retention_pass(&app, None, OffsetDateTime::now_utc()).await;
     assert_eq!(report.days_dropped, 0);
     assert!(report.days_sealed >= 1, "{report:?}");
     let sealed: Option<OffsetDateTime> =
@@ -255,9 +264,7 @@ async fn retention_drops_old_days_keeps_the_rest_and_prunes_what_nothing_refers_
     app::store::games::set_retention(&app.pool, &TEST_GAME.parse().unwrap(), Some(7))
         .await
         .unwrap();
-    let report = maintenance::retention_pass(&app.pool, None, now)
-        .await
-        .unwrap();
+    let report = retention_pass(&app, None, now).await;
     assert_eq!(report.days_dropped, 1, "{report:?}");
     assert!(!partition_days(&app).await.contains(&old_day));
     let leftovers: i64 = sqlx::query_scalar(
@@ -305,9 +312,7 @@ async fn retention_drops_old_days_keeps_the_rest_and_prunes_what_nothing_refers_
 
     // Forty days on, nothing of today is kept: events, batches, sessions and players.
     let later = now + time::Duration::days(40);
-    let report = maintenance::retention_pass(&app.pool, None, later)
-        .await
-        .unwrap();
+    let report = retention_pass(&app, None, later).await;
     assert!(report.days_dropped >= 1, "{report:?}");
     assert_eq!(report.batches, 2, "{report:?}");
     assert_eq!((report.sessions, report.players), (1, 1), "{report:?}");
@@ -318,9 +323,7 @@ async fn retention_drops_old_days_keeps_the_rest_and_prunes_what_nothing_refers_
         assert_eq!(event_status(&app, id_of(event)).await.0, 404);
     }
     // A pass with nothing to do does nothing.
-    let again = maintenance::retention_pass(&app.pool, None, later)
-        .await
-        .unwrap();
+    let again = retention_pass(&app, None, later).await;
     assert_eq!(
         (again.days_dropped, again.batches, again.players),
         (0, 0, 0)
@@ -339,13 +342,9 @@ async fn the_default_retention_applies_to_games_without_their_own() {
         &rfc3339(now - time::Duration::days(10)),
     );
     store(&app, &[event]).await;
-    let kept = maintenance::retention_pass(&app.pool, Some(30), now)
-        .await
-        .unwrap();
+    let kept = retention_pass(&app, Some(30), now).await;
     assert_eq!((kept.days_dropped, app.count("events").await), (0, 1));
-    let dropped = maintenance::retention_pass(&app.pool, Some(5), now)
-        .await
-        .unwrap();
+    let dropped = retention_pass(&app, Some(5), now).await;
     assert_eq!((dropped.days_dropped, app.count("events").await), (1, 0));
     // A game's own retention wins over the default.
     store(
@@ -362,9 +361,7 @@ async fn the_default_retention_applies_to_games_without_their_own() {
     app::store::games::set_retention(&app.pool, &TEST_GAME.parse().unwrap(), Some(365))
         .await
         .unwrap();
-    let own = maintenance::retention_pass(&app.pool, Some(5), now)
-        .await
-        .unwrap();
+    let own = retention_pass(&app, Some(5), now).await;
     assert_eq!((own.days_dropped, app.count("events").await), (0, 1));
 }
 
@@ -372,24 +369,15 @@ async fn the_default_retention_applies_to_games_without_their_own() {
 async fn one_retention_pass_runs_at_a_time() {
     let app = TestApp::spawn().await;
     let mut holder = app.pool.acquire().await.unwrap();
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(RETENTION_LOCK)
-        .execute(&mut *holder)
-        .await
-        .unwrap();
-    let report = maintenance::retention_pass(&app.pool, Some(1), OffsetDateTime::now_utc())
-        .await
-        .unwrap();
-    assert!(report.skipped);
-    sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(RETENTION_LOCK)
-        .execute(&mut *holder)
-        .await
-        .unwrap();
-    let report = maintenance::retention_pass(&app.pool, Some(1), OffsetDateTime::now_utc())
-        .await
-        .unwrap();
-    assert!(!report.skipped);
+    for (lock, skipped) in [("pg_advisory_lock", true), ("pg_advisory_unlock", false)] {
+        sqlx::query(&format!("SELECT {lock}($1)"))
+            .bind(RETENTION_LOCK)
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+        let report = retention_pass(&app, Some(1), OffsetDateTime::now_utc()).await;
+        assert_eq!(report.skipped, skipped, "after {lock}");
+    }
 }
 
 #[tokio::test]
