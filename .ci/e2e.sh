@@ -23,38 +23,7 @@
 # 127.0.0.1:5432 (or TEST_DATABASE_SERVER=postgres://user:password@host:port).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root="$PWD"
-
-step() { printf '\n==> [%3ds] %s\n' "$SECONDS" "$*"; }
-fail() { printf '\nE2E FAILED: %s\n' "$*" >&2; exit 1; }
-
-server="${TEST_DATABASE_SERVER:-postgres://postgres@127.0.0.1:5432}"
-server="${server%/}"
-work="$(mktemp -d "${TMPDIR:-/tmp}/app-e2e.XXXXXX")"
-db="app_e2e_$(date +%Y%m%d%H%M%S)_$$"
-app_pid=""
-keep_work=0
-
-cleanup() {
-  local rc=$?
-  if [[ -n "$app_pid" ]] && kill -0 "$app_pid" 2>/dev/null; then
-    kill -TERM "$app_pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$app_pid" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL "$app_pid" 2>/dev/null || true
-    wait "$app_pid" 2>/dev/null || true
-  fi
-  psql "$server/postgres" -qX -v ON_ERROR_STOP=1 \
-    -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 \
-    || echo "warning: could not drop the database $db" >&2
-  if [[ $rc -ne 0 || $keep_work -eq 1 ]]; then
-    echo "logs and screenshots kept in $work" >&2
-  else
-    rm -rf "$work"
-  fi
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+source .ci/lib/app-under-test.sh E2E
 
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 apt_updated=0
@@ -87,52 +56,12 @@ step "npm ci (e2e/browser: playwright-core, pinned by package-lock.json)"
 step "npm ci (e2e/ts: @hey-api/openapi-ts, typescript, @types/node, pinned by package-lock.json)"
 (cd e2e/ts && npm ci --no-audit --no-fund --loglevel=error)
 
-step "cargo build --locked"
-cargo build --locked
-built="${CARGO_TARGET_DIR:-$root/target}/debug/app"
-[[ -x "$built" ]] || fail "no binary at $built after cargo build"
-# Run a copy: a build from another checkout sharing CARGO_TARGET_DIR cannot swap it mid-run.
-app="$work/app"
-cp "$built" "$app"
+build_app
 
-step "PostgreSQL at $server"
-pg_isready -d "$server/postgres" -q || fail "PostgreSQL is not reachable at $server"
-echo "ready"
-
-step "app run on a fresh database ($db)"
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-url="http://127.0.0.1:$port"
 # Text logs: the cross-origin test reads the access log (the preflight's line, the beacon's).
-DATABASE_URL="$server/$db" RUST_LOG="${RUST_LOG:-info,sqlx=warn,sqlxmq=warn,poem=warn}" NO_COLOR=1 LOG_FORMAT=text \
-  "$app" run --bind "127.0.0.1:$port" >"$work/app.log" 2>&1 &
-app_pid=$!
-deadline=$((SECONDS + 60))
-until curl -fsS -o /dev/null "$url/readyz" 2>/dev/null; do
-  if ! kill -0 "$app_pid" 2>/dev/null; then
-    cat "$work/app.log" >&2
-    fail "app exited before it was ready (log above)"
-  fi
-  if ((SECONDS >= deadline)); then
-    tail -n 50 "$work/app.log" >&2
-    fail "app not ready at $url/readyz within 60s (log above)"
-  fi
-  sleep 0.2
-done
-echo "ready at $url (pid $app_pid)"
+start_app LOG_FORMAT=text
 
 step "API keys: app keys create (while the API runs: a new key must work at once)"
-# create_key VAR GAME SCOPE: the key is alone on the last line of the command's output; the
-# rest is shown, the key is not (the tests get it from the environment).
-create_key() {
-  local out key
-  out="$(DATABASE_URL="$server/$db" "$app" keys create --game "$2" --scope "$3")" \
-    || fail "app keys create --game $2 --scope $3 failed (output above)"
-  printf '%s\n' "$out" | sed '$d'
-  key="$(printf '%s\n' "$out" | tail -n 1)"
-  [[ "$key" =~ ^[A-Za-z0-9]{16,}$ ]] \
-    || fail "app keys create --game $2 --scope $3: the last line of its output is not a key"
-  printf -v "$1" '%s' "$key"
-}
 create_key APP_INGEST_KEY e2e ingest
 create_key APP_READ_KEY e2e read
 create_key APP_OTHER_READ_KEY e2e-other read

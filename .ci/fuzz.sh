@@ -17,39 +17,10 @@
 # PostgreSQL on 127.0.0.1:5432 (or TEST_DATABASE_SERVER=postgres://user:password@host:port).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root="$PWD"
-
-step() { printf '\n==> [%3ds] %s\n' "$SECONDS" "$*"; }
-fail() { printf '\nFUZZ FAILED: %s\n' "$*" >&2; exit 1; }
+source .ci/lib/app-under-test.sh FUZZ
 
 examples="${FUZZ_EXAMPLES:-200}"
 timeout_secs="${FUZZ_TIMEOUT:-240}"
-server="${TEST_DATABASE_SERVER:-postgres://postgres@127.0.0.1:5432}"
-server="${server%/}"
-work="$(mktemp -d "${TMPDIR:-/tmp}/app-fuzz.XXXXXX")"
-db="app_fuzz_$(date +%Y%m%d%H%M%S)_$$"
-app_pid=""
-
-cleanup() {
-  local rc=$?
-  if [[ -n "$app_pid" ]] && kill -0 "$app_pid" 2>/dev/null; then
-    kill -TERM "$app_pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$app_pid" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL "$app_pid" 2>/dev/null || true
-    wait "$app_pid" 2>/dev/null || true
-  fi
-  psql "$server/postgres" -qX -v ON_ERROR_STOP=1 \
-    -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 \
-    || echo "warning: could not drop the database $db" >&2
-  if [[ $rc -ne 0 ]]; then
-    echo "the app's log is kept in $work/app.log" >&2
-  else
-    rm -rf "$work"
-  fi
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 step "Python venv for Schemathesis (pinned: .ci/fuzz/requirements.txt)"
 python3 -c 'import venv, ensurepip' 2>/dev/null || {
@@ -67,38 +38,10 @@ if [[ ! -f "$venv/.complete" ]]; then
 fi
 "$venv/bin/st" --version
 
-step "cargo build --locked"
-cargo build --locked
-built="${CARGO_TARGET_DIR:-$root/target}/debug/app"
-[[ -x "$built" ]] || fail "no binary at $built after cargo build"
-# Run a copy: a build from another checkout sharing CARGO_TARGET_DIR cannot swap it mid-run.
-app="$work/app"
-cp "$built" "$app"
-
-step "app run on a fresh database ($db)"
-pg_isready -d "$server/postgres" -q || fail "PostgreSQL is not reachable at $server"
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-url="http://127.0.0.1:$port"
-DATABASE_URL="$server/$db" RUST_LOG="${RUST_LOG:-info,sqlx=warn,sqlxmq=warn,poem=warn}" NO_COLOR=1 \
-  "$app" run --bind "127.0.0.1:$port" >"$work/app.log" 2>&1 &
-app_pid=$!
-deadline=$((SECONDS + 60))
-until curl -fsS -o /dev/null "$url/readyz" 2>/dev/null; do
-  kill -0 "$app_pid" 2>/dev/null || { cat "$work/app.log" >&2; fail "app exited before it was ready"; }
-  ((SECONDS < deadline)) || { tail -n 50 "$work/app.log" >&2; fail "app not ready at $url/readyz within 60s"; }
-  sleep 0.2
-done
-echo "ready at $url (pid $app_pid)"
-
-# The key is alone on the last line of `app keys create`'s output.
-create_key() {
-  local key
-  key="$(DATABASE_URL="$server/$db" "$app" keys create --game fuzz --scope "$1" | tail -n 1)"
-  [[ "$key" =~ ^[A-Za-z0-9]{16,}$ ]] || fail "app keys create --scope $1: the last line is not a key"
-  printf '%s' "$key"
-}
-ingest_key="$(create_key ingest)"
-read_key="$(create_key read)"
+build_app
+start_app
+create_key ingest_key fuzz ingest
+create_key read_key fuzz read
 # Well-formed (32 letters and digits, as keys are) but no key of this database.
 wrong_key="Fuzz0$(printf '%s' "$db" | sha256sum | tr -dc 'a-zA-Z0-9' | cut -c1-27)"
 
