@@ -85,6 +85,12 @@ pub async fn prune_batches(
 
 /// Deletes up to [`CHUNK`] of game `game`'s sessions last seen before `before` that no
 /// event refers to any more; returns how many were looked at and how many deleted.
+///
+/// A session's (or player's) events are all gone exactly when no partition is left of the
+/// day of its newest event (`last_client_occurred_at`, the partition key's time) or of
+/// any day before: retention drops a game's days oldest first, and a day leaves
+/// `event_partitions` only once its tables are dropped. One lookup in `event_partitions`,
+/// where an index of events by player would cost every event stored an insert.
 /// `after` resumes after the last session looked at.
 pub async fn prune_sessions(
     pool: &PgPool,
@@ -95,7 +101,7 @@ pub async fn prune_sessions(
     let mut tx = pool.begin().await?;
     lock_game(&mut tx, game).await?;
     let candidates = sqlx::query!(
-        "SELECT session_id, player_id, last_seen_at FROM sessions
+        "SELECT session_id, last_seen_at FROM sessions
          WHERE game_id = $1 AND last_seen_at < $2
            AND (last_seen_at, session_id) > ($3, $4)
          ORDER BY last_seen_at, session_id LIMIT $5",
@@ -108,19 +114,15 @@ pub async fn prune_sessions(
     .fetch_all(&mut *tx)
     .await?;
     let last = candidates.last().map(|c| (c.last_seen_at, c.session_id));
-    let ids: Vec<Uuid> = candidates.iter().map(|c| c.session_id).collect();
-    let players: Vec<String> = candidates.into_iter().map(|c| c.player_id).collect();
-    // Found through the player's index of each partition (sessions have none).
+    let ids: Vec<Uuid> = candidates.into_iter().map(|c| c.session_id).collect();
     let deleted = sqlx::query!(
         "DELETE FROM sessions AS s
-         USING unnest($2::uuid[], $3::text[]) AS c(session_id, player_id)
-         WHERE s.game_id = $1 AND s.session_id = c.session_id
-           AND NOT EXISTS (SELECT 1 FROM events AS e
-                           WHERE e.game_id = $1 AND e.player_id = c.player_id
-                             AND e.session_id = c.session_id)",
+         WHERE s.game_id = $1 AND s.session_id = ANY($2)
+           AND NOT EXISTS (SELECT 1 FROM event_partitions AS d
+                           WHERE d.game_id = $1
+                             AND d.day <= (s.last_client_occurred_at AT TIME ZONE 'UTC')::date)",
         game.0,
-        &ids,
-        &players
+        &ids
     )
     .execute(&mut *tx)
     .await?
@@ -167,8 +169,9 @@ pub async fn prune_players(
     let deleted = sqlx::query!(
         "DELETE FROM players AS p
          WHERE p.game_id = $1 AND p.player_id = ANY($2)
-           AND NOT EXISTS (SELECT 1 FROM events AS e
-                           WHERE e.game_id = $1 AND e.player_id = p.player_id)
+           AND NOT EXISTS (SELECT 1 FROM event_partitions AS d
+                           WHERE d.game_id = $1
+                             AND d.day <= (p.last_client_occurred_at AT TIME ZONE 'UTC')::date)
            AND NOT EXISTS (SELECT 1 FROM sessions AS s
                            WHERE s.game_id = $1 AND s.player_id = p.player_id)",
         game.0,

@@ -213,43 +213,81 @@ async fn upsert_players(
     conn: &mut PgConnection,
     events: &[GroupEvent<'_>],
 ) -> Result<(), sqlx::Error> {
-    // (game, player) -> (first seen, last seen); a BTreeMap gives the key order.
-    let mut seen: BTreeMap<(GameId, &str), (OffsetDateTime, OffsetDateTime)> = BTreeMap::new();
+    // (game, player) -> what these events say of it; a BTreeMap gives the key order.
+    let mut seen: BTreeMap<(GameId, &str), Seen> = BTreeMap::new();
     for e in events {
-        let at = e.occurred_at;
-        seen.entry((e.game, e.event.header().player_id.as_str()))
-            .and_modify(|(first, last)| {
-                *first = (*first).min(at);
-                *last = (*last).max(at);
-            })
-            .or_insert((at, at));
+        let h = e.event.header();
+        seen.entry((e.game, h.player_id.as_str()))
+            .and_modify(|s| s.add(e))
+            .or_insert_with(|| Seen::of(e));
     }
-    let (games, players): (Vec<i32>, Vec<&str>) = seen.keys().map(|(g, p)| (g.0, *p)).unzip();
-    let (first, last): (Vec<_>, Vec<_>) = seen.values().copied().unzip();
+    let n = seen.len();
+    let (mut games, mut players) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut first, mut last, mut last_client) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for ((game, player), s) in &seen {
+        games.push(game.0);
+        players.push(*player);
+        first.push(s.first);
+        last.push(s.last);
+        last_client.push(s.last_client);
+    }
     sqlx::query!(
-        "INSERT INTO players (game_id, player_id, first_seen_at, last_seen_at)
-         SELECT * FROM UNNEST($4::int[], $1::text[], $2::timestamptz[], $3::timestamptz[])
+        "INSERT INTO players (game_id, player_id, first_seen_at, last_seen_at, last_client_occurred_at)
+         SELECT * FROM UNNEST($4::int[], $1::text[], $2::timestamptz[], $3::timestamptz[], $5::timestamptz[])
          ORDER BY 1, 2
          ON CONFLICT (game_id, player_id) DO UPDATE
          SET first_seen_at = LEAST(players.first_seen_at, EXCLUDED.first_seen_at),
-             last_seen_at = GREATEST(players.last_seen_at, EXCLUDED.last_seen_at)
+             last_seen_at = GREATEST(players.last_seen_at, EXCLUDED.last_seen_at),
+             last_client_occurred_at = GREATEST(players.last_client_occurred_at,
+                                                EXCLUDED.last_client_occurred_at)
          WHERE EXCLUDED.first_seen_at < players.first_seen_at
-            OR EXCLUDED.last_seen_at > players.last_seen_at",
+            OR EXCLUDED.last_seen_at > players.last_seen_at
+            OR EXCLUDED.last_client_occurred_at > players.last_client_occurred_at",
         &players as &[&str],
         &first,
         &last,
         &games,
+        &last_client,
     )
     .execute(conn)
     .await?;
     Ok(())
 }
 
+/// What a group's events say of a player or session: its first and last event on the
+/// server's clock, and its newest event's time as the client sent it (the day of the
+/// newest partition that holds one of its events; see `retention`).
+#[derive(Clone, Copy)]
+struct Seen {
+    first: OffsetDateTime,
+    last: OffsetDateTime,
+    last_client: OffsetDateTime,
+}
+
+impl Seen {
+    fn of(e: &GroupEvent<'_>) -> Self {
+        Self {
+            first: e.occurred_at,
+            last: e.occurred_at,
+            last_client: e.event.header().occurred_at,
+        }
+    }
+
+    fn add(&mut self, e: &GroupEvent<'_>) {
+        self.first = self.first.min(e.occurred_at);
+        self.last = self.last.max(e.occurred_at);
+        self.last_client = self.last_client.max(e.event.header().occurred_at);
+    }
+}
+
 /// What one batch says about one session.
 struct SessionUpdate<'a> {
     player_id: &'a str,
-    first_seen: OffsetDateTime,
-    last_seen: OffsetDateTime,
+    seen: Seen,
     /// The earliest session_start of the batch, with its corrected time.
     start: Option<(OffsetDateTime, &'a SessionStart)>,
     /// The latest session_end of the batch, with its corrected time.
@@ -268,13 +306,11 @@ async fn upsert_sessions(
             .entry((e.game, h.session_id))
             .or_insert(SessionUpdate {
                 player_id: h.player_id.as_str(),
-                first_seen: at,
-                last_seen: at,
+                seen: Seen::of(e),
                 start: None,
                 end: None,
             });
-        s.first_seen = s.first_seen.min(at);
-        s.last_seen = s.last_seen.max(at);
+        s.seen.add(e);
         match event {
             Event::SessionStart(start) if s.start.is_none_or(|(t, _)| at < t) => {
                 s.start = Some((at, start))
@@ -297,6 +333,7 @@ async fn upsert_sessions(
     let mut durations = Vec::with_capacity(n);
     let mut first_seen = Vec::with_capacity(n);
     let mut last_seen = Vec::with_capacity(n);
+    let mut last_client = Vec::with_capacity(n);
     for ((game, id), s) in &sessions {
         games.push(game.0);
         ids.push(*id);
@@ -314,17 +351,19 @@ async fn upsert_sessions(
         started.push(s.start.map(|(t, _)| t));
         ended.push(s.end.map(|(t, _)| t));
         durations.push(s.end.map(|(_, e)| e.duration_seconds.get()));
-        first_seen.push(s.first_seen);
-        last_seen.push(s.last_seen);
+        first_seen.push(s.seen.first);
+        last_seen.push(s.seen.last);
+        last_client.push(s.seen.last_client);
     }
     // The session_start fields come from the earliest session_start and the end from the
     // latest session_end, whatever order batches arrive in.
     sqlx::query!(
         "INSERT INTO sessions (game_id, session_id, player_id, platform, app_version, device, country,
-                              started_at, ended_at, duration_seconds, first_seen_at, last_seen_at)
+                              started_at, ended_at, duration_seconds, first_seen_at, last_seen_at,
+                              last_client_occurred_at)
          SELECT * FROM UNNEST($12::int[], $1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                               $7::timestamptz[], $8::timestamptz[], $9::int[],
-                              $10::timestamptz[], $11::timestamptz[])
+                              $10::timestamptz[], $11::timestamptz[], $13::timestamptz[])
          ORDER BY 1, 2
          ON CONFLICT (game_id, session_id) DO UPDATE SET
              (platform, app_version, device, country, started_at) = (
@@ -343,7 +382,9 @@ async fn upsert_sessions(
                               AND (sessions.ended_at IS NULL OR EXCLUDED.ended_at > sessions.ended_at)
                               AS later_end) AS e),
              first_seen_at = LEAST(sessions.first_seen_at, EXCLUDED.first_seen_at),
-             last_seen_at = GREATEST(sessions.last_seen_at, EXCLUDED.last_seen_at)",
+             last_seen_at = GREATEST(sessions.last_seen_at, EXCLUDED.last_seen_at),
+             last_client_occurred_at = GREATEST(sessions.last_client_occurred_at,
+                                                EXCLUDED.last_client_occurred_at)",
         &ids,
         &players as &[&str],
         &platforms as &[Option<&str>],
@@ -356,6 +397,7 @@ async fn upsert_sessions(
         &first_seen,
         &last_seen,
         &games,
+        &last_client,
     )
     .execute(conn)
     .await?;

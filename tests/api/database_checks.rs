@@ -99,7 +99,8 @@ async fn player_id_check_matches_the_api_rule() {
         values.push(format!("x{c}"));
     }
     assert_same_rule(
-        "INSERT INTO players (game_id, player_id, first_seen_at, last_seen_at) VALUES (1, $1, now(), now())",
+        "INSERT INTO players (game_id, player_id, first_seen_at, last_seen_at, last_client_occurred_at)
+         VALUES (1, $1, now(), now(), now())",
         PlayerId::RULE,
         values,
     )

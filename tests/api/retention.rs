@@ -330,6 +330,50 @@ async fn retention_drops_old_days_keeps_the_rest_and_prunes_what_nothing_refers_
     );
 }
 
+/// Players and sessions carry server times, partitions client times. A player whose
+/// device's clock ran 25 days fast, playing offline, was last seen (on the server's
+/// clock) 30 days ago, but its event is in the partition of five days ago: it is pruned
+/// when that day is dropped, not before.
+#[tokio::test]
+async fn a_player_is_pruned_when_the_day_of_its_newest_event_is_dropped_not_before() {
+    let app = TestApp::spawn().await;
+    let now = OffsetDateTime::now_utc();
+    let session = Uuid::now_v7().to_string();
+    let event_id = Uuid::new_v4();
+    let batch_id = app
+        .ingest(&json!({
+            "sent_at": rfc3339(now + time::Duration::days(25)),
+            "events": [full_event("custom", event_id, "offline-player", &session,
+                                  &rfc3339(now - time::Duration::days(5)))],
+        }))
+        .await;
+    app.wait_for_status(batch_id, "completed", WITHIN).await;
+    let last_seen: OffsetDateTime =
+        sqlx::query_scalar("SELECT last_seen_at FROM players WHERE player_id = 'offline-player'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(last_seen < now - time::Duration::days(29), "{last_seen}");
+
+    app::store::games::set_retention(&app.pool, &TEST_GAME.parse().unwrap(), Some(10))
+        .await
+        .unwrap();
+    // Last seen before the retention, but its event is kept: so are the player and session.
+    let report = retention_pass(&app, None, now).await;
+    assert_eq!((report.players, report.sessions), (0, 0), "{report:?}");
+    assert_eq!(event_status(&app, event_id).await.0, 200);
+    assert_eq!(app.count("players").await, 1);
+    assert_eq!(app.count("sessions").await, 1);
+
+    // Eight days on, the day of its event is past the retention: all three go.
+    let report = retention_pass(&app, None, now + time::Duration::days(8)).await;
+    assert!(report.days_dropped >= 1, "{report:?}");
+    assert_eq!(event_status(&app, event_id).await.0, 404);
+    assert_eq!((report.players, report.sessions), (1, 1), "{report:?}");
+    assert_eq!(app.count("players").await, 0);
+    assert_eq!(app.count("sessions").await, 0);
+}
+
 #[tokio::test]
 async fn the_default_retention_applies_to_games_without_their_own() {
     let app = TestApp::spawn().await;
