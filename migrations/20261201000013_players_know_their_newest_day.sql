@@ -5,10 +5,11 @@
 -- Measured (BENCHMARKS.md, issue 11): events_player_idx, (game, player), took an insert on
 -- a random leaf for every event stored, about a tenth of the WAL per event, and was read
 -- by one thing only: retention's check that a player or session it prunes has no event
--- left. Partitions hold whole UTC days of the client's occurred_at, and retention drops
--- the oldest days first, so a player's events are all gone exactly when no partition is
--- left of the day of its newest event, or of any day before it: a lookup in
--- event_partitions (store/retention.rs), whatever the size of the game.
+-- left. Partitions hold whole UTC days of the client's occurred_at, so a player's events
+-- are all in the partitions of the day of its newest event and of days before it, and
+-- they are all gone exactly when none of those partitions is left (a day leaves
+-- event_partitions once its tables are dropped): a lookup in event_partitions
+-- (store/retention.rs), whatever the size of the game.
 ALTER TABLE players  ADD COLUMN last_client_occurred_at timestamptz;
 ALTER TABLE sessions ADD COLUMN last_client_occurred_at timestamptz;
 

@@ -85,13 +85,13 @@ pub async fn prune_batches(
 
 /// Deletes up to [`CHUNK`] of game `game`'s sessions last seen before `before` that no
 /// event refers to any more; returns how many were looked at and how many deleted.
-///
-/// A session's (or player's) events are all gone exactly when no partition is left of the
-/// day of its newest event (`last_client_occurred_at`, the partition key's time) or of
-/// any day before: retention drops a game's days oldest first, and a day leaves
-/// `event_partitions` only once its tables are dropped. One lookup in `event_partitions`,
-/// where an index of events by player would cost every event stored an insert.
 /// `after` resumes after the last session looked at.
+///
+/// A session's (or player's) events are all in the partitions of the day of its newest
+/// event (`last_client_occurred_at`, the partition key's time) and of days before it, so
+/// they are all gone exactly when none of those is left in `event_partitions` (a day
+/// leaves it only once its tables are dropped). One lookup in `event_partitions`, where
+/// an index of events by player would cost every event stored an insert.
 pub async fn prune_sessions(
     pool: &PgPool,
     game: GameId,

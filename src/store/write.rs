@@ -304,13 +304,13 @@ async fn upsert_sessions(
         let h = event.header();
         let s = sessions
             .entry((e.game, h.session_id))
-            .or_insert(SessionUpdate {
+            .and_modify(|s| s.seen.add(e))
+            .or_insert_with(|| SessionUpdate {
                 player_id: h.player_id.as_str(),
                 seen: Seen::of(e),
                 start: None,
                 end: None,
             });
-        s.seen.add(e);
         match event {
             Event::SessionStart(start) if s.start.is_none_or(|(t, _)| at < t) => {
                 s.start = Some((at, start))
