@@ -32,3 +32,12 @@ ALTER TABLE sessions ALTER COLUMN last_client_occurred_at SET NOT NULL;
 
 DROP TABLE newest_events;
 DROP INDEX events_player_idx;
+
+-- Whether game `of_game` may still hold an event of client time `newest` or earlier: a
+-- partition is left of that day or of a day before it. Retention's one rule for players
+-- and sessions alike, asked once per candidate (at most 500 a chunk), each time one probe
+-- of event_partitions' key.
+CREATE FUNCTION events_may_remain(of_game integer, newest timestamptz) RETURNS boolean AS $$
+    SELECT EXISTS (SELECT 1 FROM event_partitions AS d
+                   WHERE d.game_id = of_game AND d.day <= (newest AT TIME ZONE 'UTC')::date)
+$$ LANGUAGE sql STABLE;

@@ -90,8 +90,9 @@ pub async fn prune_batches(
 /// A session's (or player's) events are all in the partitions of the day of its newest
 /// event (`last_client_occurred_at`, the partition key's time) and of days before it, so
 /// they are all gone exactly when none of those is left in `event_partitions` (a day
-/// leaves it only once its tables are dropped). One lookup in `event_partitions`, where
-/// an index of events by player would cost every event stored an insert.
+/// leaves it only once its tables are dropped): `events_may_remain` (migration 13), one
+/// lookup in `event_partitions`, where an index of events by player would cost every
+/// event stored an insert.
 pub async fn prune_sessions(
     pool: &PgPool,
     game: GameId,
@@ -118,9 +119,7 @@ pub async fn prune_sessions(
     let deleted = sqlx::query!(
         "DELETE FROM sessions AS s
          WHERE s.game_id = $1 AND s.session_id = ANY($2)
-           AND NOT EXISTS (SELECT 1 FROM event_partitions AS d
-                           WHERE d.game_id = $1
-                             AND d.day <= (s.last_client_occurred_at AT TIME ZONE 'UTC')::date)",
+           AND NOT events_may_remain($1, s.last_client_occurred_at)",
         game.0,
         &ids
     )
@@ -169,9 +168,7 @@ pub async fn prune_players(
     let deleted = sqlx::query!(
         "DELETE FROM players AS p
          WHERE p.game_id = $1 AND p.player_id = ANY($2)
-           AND NOT EXISTS (SELECT 1 FROM event_partitions AS d
-                           WHERE d.game_id = $1
-                             AND d.day <= (p.last_client_occurred_at AT TIME ZONE 'UTC')::date)
+           AND NOT events_may_remain($1, p.last_client_occurred_at)
            AND NOT EXISTS (SELECT 1 FROM sessions AS s
                            WHERE s.game_id = $1 AND s.player_id = p.player_id)",
         game.0,
