@@ -189,6 +189,59 @@ async fn the_same_batch_sent_again_stores_nothing_new_and_reports_duplicates() {
 }
 
 #[tokio::test]
+async fn a_batch_of_stored_and_new_events_stores_the_new_ones_with_their_details_only() {
+    let app = TestApp::spawn().await;
+    let (first_body, first_events) = every_type_batch("player-3");
+    let first = app.ingest(&first_body).await;
+    app.wait_for_status(first, "completed", WITHIN).await;
+
+    // The first batch again, with one new event of every type after it.
+    let (new_body, new_events) = every_type_batch("player-4");
+    let mut events = first_events.clone();
+    events.extend(new_events.iter().cloned());
+    let mixed = app
+        .ingest(&json!({ "sent_at": new_body["sent_at"], "events": events }))
+        .await;
+    let batch = app.wait_for_status(mixed, "completed", WITHIN).await;
+    assert_eq!(batch["inserted"], new_events.len());
+    assert_eq!(batch["duplicates"], first_events.len());
+
+    let stored_by = |id: Uuid| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, Uuid>("SELECT batch_id FROM events WHERE event_id = $1")
+                .bind(id)
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    for e in &first_events {
+        let id: Uuid = e["event_id"].as_str().unwrap().parse().unwrap();
+        assert_eq!(stored_by(id).await, vec![first], "{e}");
+    }
+    for e in &new_events {
+        let id: Uuid = e["event_id"].as_str().unwrap().parse().unwrap();
+        assert_eq!(stored_by(id).await, vec![mixed], "{e}");
+    }
+    // One detail row per event, and each player once.
+    let (events, details, players): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM events),
+                (SELECT (SELECT count(*) FROM session_start_events) + (SELECT count(*) FROM session_end_events)
+                      + (SELECT count(*) FROM progression_events) + (SELECT count(*) FROM purchase_events)
+                      + (SELECT count(*) FROM resource_events) + (SELECT count(*) FROM custom_events)
+                      + (SELECT count(*) FROM error_events)),
+                (SELECT count(*) FROM players)",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let expected = (first_events.len() + new_events.len()) as i64;
+    assert_eq!((events, details, players), (expected, expected, 2));
+    assert_references_hold(&mut app.pool.acquire().await.unwrap()).await;
+}
+
+#[tokio::test]
 async fn events_are_not_found_before_they_are_processed() {
     let app = TestApp::spawn_with(TestOptions {
         workers: 0,
