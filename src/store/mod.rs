@@ -1,6 +1,7 @@
 //! The SQL of the event tables: writing a processed batch, recording a queued one, and
 //! reading both back.
 
+mod copy;
 pub mod games;
 pub mod partitions;
 pub mod read;
