@@ -31,6 +31,9 @@ pub struct BinaryRows {
     buf: Vec<u8>,
     columns: i16,
     rows: u64,
+    /// Fields written in the current row: a row of the wrong width is a bug of ours,
+    /// caught here in tests rather than by the server.
+    fields_in_row: i16,
 }
 
 impl BinaryRows {
@@ -42,13 +45,25 @@ impl BinaryRows {
             buf,
             columns,
             rows: 0,
+            fields_in_row: 0,
         }
+    }
+
+    fn end_row(&self) {
+        debug_assert!(
+            self.rows == 0 || self.fields_in_row == self.columns,
+            "a row of {} fields where the COPY has {} columns",
+            self.fields_in_row,
+            self.columns
+        );
     }
 
     /// Starts a row: exactly `columns` fields must follow.
     pub fn row(&mut self) -> &mut Self {
+        self.end_row();
         self.buf.extend_from_slice(&self.columns.to_be_bytes());
         self.rows += 1;
+        self.fields_in_row = 0;
         self
     }
 
@@ -56,12 +71,14 @@ impl BinaryRows {
         let len = i32::try_from(bytes.len()).expect("a field is far below 2 GiB");
         self.buf.extend_from_slice(&len.to_be_bytes());
         self.buf.extend_from_slice(bytes);
+        self.fields_in_row += 1;
         self
     }
 
     /// SQL NULL.
     pub fn null(&mut self) -> &mut Self {
         self.buf.extend_from_slice(&(-1i32).to_be_bytes());
+        self.fields_in_row += 1;
         self
     }
 
@@ -107,6 +124,7 @@ impl BinaryRows {
         serde_json::to_writer(&mut self.buf, value).expect("serializing to memory succeeds");
         let len = i32::try_from(self.buf.len() - at - 4).expect("a field is far below 2 GiB");
         self.buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        self.fields_in_row += 1;
         self
     }
 
@@ -129,6 +147,7 @@ impl BinaryRows {
 
     /// The data, with its trailer.
     fn finish(mut self) -> Vec<u8> {
+        self.end_row();
         self.buf.extend_from_slice(&(-1i16).to_be_bytes());
         self.buf
     }
@@ -180,24 +199,24 @@ mod tests {
             rows.timestamptz(t);
             rows.buf[HEADER.len() + 4..].to_vec()
         };
-        assert_eq!(field(at("2000-01-01T00:00:00Z")), 0i64.to_be_bytes());
-        assert_eq!(
-            field(at("2000-01-01T02:00:00.000001+02:00")),
-            1i64.to_be_bytes()
-        );
-        assert_eq!(
-            field(at("1999-12-31T23:59:59.999999Z")),
-            (-1i64).to_be_bytes()
-        );
-        // Nanoseconds are cut toward 2000, as sqlx cuts them.
-        assert_eq!(
-            field(at("2000-01-01T00:00:00.000001999Z")),
-            1i64.to_be_bytes()
-        );
-        assert_eq!(
-            field(at("1999-12-31T23:59:59.999998999Z")),
-            (-1i64).to_be_bytes()
-        );
+        for (time, micros) in [
+            ("2000-01-01T00:00:00Z", 0i64),
+            ("2000-01-01T02:00:00.000001+02:00", 1),
+            ("1999-12-31T23:59:59.999999Z", -1),
+            // Nanoseconds are cut toward 2000, as sqlx cuts them.
+            ("2000-01-01T00:00:00.000001999Z", 1),
+            ("1999-12-31T23:59:59.999998999Z", -1),
+        ] {
+            assert_eq!(field(at(time)), micros.to_be_bytes(), "{time}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "a row of 2 fields where the COPY has 3 columns")]
+    fn a_row_of_the_wrong_width_is_caught() {
+        let mut rows = BinaryRows::new(3, 64);
+        rows.row().int4(1).null();
+        rows.row();
     }
 
     #[test]

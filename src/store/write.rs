@@ -525,136 +525,157 @@ impl<'a> ByType<'a> {
     }
 }
 
-/// Writes one detail table's rows for `events` (of its type) with a binary `COPY`:
-/// `columns` of them, the key (game, time as sent, id) first and then what `fields` writes.
-async fn copy_details<T>(
+/// A detail table's row, as its binary `COPY` writes it.
+trait DetailRow {
+    const TABLE: &'static str;
+    /// Its columns after the key (game_id, client_occurred_at, event_id), in the order
+    /// [`DetailRow::write_fields`] writes them.
+    const COLUMNS: &'static [&'static str];
+    fn header(&self) -> &EventHeader;
+    fn write_fields(&self, rows: &mut BinaryRows);
+}
+
+impl DetailRow for SessionStart {
+    const TABLE: &'static str = "session_start_events";
+    const COLUMNS: &'static [&'static str] = &["platform", "app_version", "device", "country"];
+    fn header(&self) -> &EventHeader {
+        &self.header
+    }
+    fn write_fields(&self, rows: &mut BinaryRows) {
+        rows.text(self.platform.as_str())
+            .text(self.app_version.as_str())
+            .or_null(self.device.as_ref(), |r, v| r.text(v.as_str()))
+            .or_null(self.country.as_ref(), |r, v| r.text(v.as_str()));
+    }
+}
+
+impl DetailRow for SessionEnd {
+    const TABLE: &'static str = "session_end_events";
+    const COLUMNS: &'static [&'static str] = &["duration_seconds"];
+    fn header(&self) -> &EventHeader {
+        &self.header
+    }
+    fn write_fields(&self, rows: &mut BinaryRows) {
+        rows.int4(self.duration_seconds.get());
+    }
+}
+
+impl DetailRow for Progression {
+    const TABLE: &'static str = "progression_events";
+    const COLUMNS: &'static [&'static str] = &["status", "level", "score", "attempt"];
+    fn header(&self) -> &EventHeader {
+        &self.header
+    }
+    fn write_fields(&self, rows: &mut BinaryRows) {
+        rows.text(self.status.as_str())
+            .text(self.level.as_str())
+            .or_null(self.score, |r, v| r.int8(v.get()))
+            .or_null(self.attempt, |r, v| r.int4(v.get()));
+    }
+}
+
+impl DetailRow for Purchase {
+    const TABLE: &'static str = "purchase_events";
+    const COLUMNS: &'static [&'static str] = &[
+        "item_id",
+        "item_type",
+        "amount_minor",
+        "currency",
+        "transaction_id",
+    ];
+    fn header(&self) -> &EventHeader {
+        &self.header
+    }
+    fn write_fields(&self, rows: &mut BinaryRows) {
+        rows.text(self.item_id.as_str())
+            .text(self.item_type.as_str())
+            .int8(self.amount_minor.get())
+            .text(self.currency.as_str())
+            .or_null(self.transaction_id.as_ref(), |r, v| r.text(v.as_str()));
+    }
+}
+
+impl DetailRow for Resource {
+    const TABLE: &'static str = "resource_events";
+    const COLUMNS: &'static [&'static str] =
+        &["flow", "currency", "amount", "item_type", "item_id"];
+    fn header(&self) -> &EventHeader {
+        &self.header
+    }
+    fn write_fields(&self, rows: &mut BinaryRows) {
+        rows.text(self.flow.as_str())
+            .text(self.currency.as_str())
+            .float8(self.amount.get())
+            .text(self.item_type.as_str())
+            .text(self.item_id.as_str());
+    }
+}
+
+impl DetailRow for Custom {
+    const TABLE: &'static str = "custom_events";
+    const COLUMNS: &'static [&'static str] = &["name", "value", "properties"];
+    fn header(&self) -> &EventHeader {
+        &self.header
+    }
+    fn write_fields(&self, rows: &mut BinaryRows) {
+        rows.text(self.name.as_str())
+            .or_null(self.value, |r, v| r.float8(v.get()))
+            .or_null(self.properties.as_ref(), |r, p| r.jsonb(p.as_map()));
+    }
+}
+
+impl DetailRow for ClientError {
+    const TABLE: &'static str = "error_events";
+    const COLUMNS: &'static [&'static str] = &["severity", "message"];
+    fn header(&self) -> &EventHeader {
+        &self.header
+    }
+    fn write_fields(&self, rows: &mut BinaryRows) {
+        rows.text(self.severity.as_str())
+            .text(self.message.as_str());
+    }
+}
+
+/// Writes one detail table's rows for `events` (each with its game) with one binary
+/// `COPY`; nothing when there are none.
+async fn copy_details<T: DetailRow>(
     conn: &mut PgConnection,
-    statement: &str,
-    columns: i16,
     events: &[(i32, &T)],
-    header: impl Fn(&T) -> &EventHeader,
-    fields: impl Fn(&mut BinaryRows, &T),
 ) -> Result<(), sqlx::Error> {
     if events.is_empty() {
         return Ok(());
     }
+    let statement = format!(
+        "COPY {} (game_id, client_occurred_at, event_id, {}) FROM STDIN (FORMAT binary)",
+        T::TABLE,
+        T::COLUMNS.join(", ")
+    );
+    let columns = i16::try_from(3 + T::COLUMNS.len()).expect("a table has few columns");
     let mut rows = BinaryRows::new(columns, events.len() * 120);
     for (game, e) in events {
-        let h = header(e);
+        let h = e.header();
         rows.row()
             .int4(*game)
             .timestamptz(h.occurred_at)
             .uuid(h.event_id);
-        fields(&mut rows, e);
+        e.write_fields(&mut rows);
     }
-    copy_in(conn, statement, rows).await?;
+    copy_in(conn, &statement, rows).await?;
     Ok(())
 }
 
+/// One `COPY` per detail table that this group has events for.
 async fn insert_details(
     conn: &mut PgConnection,
     events: &[GroupEvent<'_>],
 ) -> Result<(), sqlx::Error> {
     let by = ByType::split(events);
-    copy_details(
-        &mut *conn,
-        "COPY session_start_events (game_id, client_occurred_at, event_id, platform, app_version, device, country)
-         FROM STDIN (FORMAT binary)",
-        7,
-        &by.session_starts,
-        |e| &e.header,
-        |rows, e| {
-            rows.text(e.platform.as_str())
-                .text(e.app_version.as_str())
-                .or_null(e.device.as_ref(), |r, v| r.text(v.as_str()))
-                .or_null(e.country.as_ref(), |r, v| r.text(v.as_str()));
-        },
-    )
-    .await?;
-    copy_details(
-        &mut *conn,
-        "COPY session_end_events (game_id, client_occurred_at, event_id, duration_seconds)
-         FROM STDIN (FORMAT binary)",
-        4,
-        &by.session_ends,
-        |e| &e.header,
-        |rows, e| {
-            rows.int4(e.duration_seconds.get());
-        },
-    )
-    .await?;
-    copy_details(
-        &mut *conn,
-        "COPY progression_events (game_id, client_occurred_at, event_id, status, level, score, attempt)
-         FROM STDIN (FORMAT binary)",
-        7,
-        &by.progressions,
-        |e| &e.header,
-        |rows, e| {
-            rows.text(e.status.as_str())
-                .text(e.level.as_str())
-                .or_null(e.score, |r, v| r.int8(v.get()))
-                .or_null(e.attempt, |r, v| r.int4(v.get()));
-        },
-    )
-    .await?;
-    copy_details(
-        &mut *conn,
-        "COPY purchase_events (game_id, client_occurred_at, event_id, item_id, item_type, amount_minor, currency, transaction_id)
-         FROM STDIN (FORMAT binary)",
-        8,
-        &by.purchases,
-        |e| &e.header,
-        |rows, e| {
-            rows.text(e.item_id.as_str())
-                .text(e.item_type.as_str())
-                .int8(e.amount_minor.get())
-                .text(e.currency.as_str())
-                .or_null(e.transaction_id.as_ref(), |r, v| r.text(v.as_str()));
-        },
-    )
-    .await?;
-    copy_details(
-        &mut *conn,
-        "COPY resource_events (game_id, client_occurred_at, event_id, flow, currency, amount, item_type, item_id)
-         FROM STDIN (FORMAT binary)",
-        8,
-        &by.resources,
-        |e| &e.header,
-        |rows, e| {
-            rows.text(e.flow.as_str())
-                .text(e.currency.as_str())
-                .float8(e.amount.get())
-                .text(e.item_type.as_str())
-                .text(e.item_id.as_str());
-        },
-    )
-    .await?;
-    copy_details(
-        &mut *conn,
-        "COPY custom_events (game_id, client_occurred_at, event_id, name, value, properties)
-         FROM STDIN (FORMAT binary)",
-        6,
-        &by.customs,
-        |e| &e.header,
-        |rows, e| {
-            rows.text(e.name.as_str())
-                .or_null(e.value, |r, v| r.float8(v.get()))
-                .or_null(e.properties.as_ref(), |r, p| r.jsonb(p.as_map()));
-        },
-    )
-    .await?;
-    copy_details(
-        &mut *conn,
-        "COPY error_events (game_id, client_occurred_at, event_id, severity, message)
-         FROM STDIN (FORMAT binary)",
-        5,
-        &by.errors,
-        |e| &e.header,
-        |rows, e| {
-            rows.text(e.severity.as_str()).text(e.message.as_str());
-        },
-    )
-    .await?;
+    copy_details(&mut *conn, &by.session_starts).await?;
+    copy_details(&mut *conn, &by.session_ends).await?;
+    copy_details(&mut *conn, &by.progressions).await?;
+    copy_details(&mut *conn, &by.purchases).await?;
+    copy_details(&mut *conn, &by.resources).await?;
+    copy_details(&mut *conn, &by.customs).await?;
+    copy_details(&mut *conn, &by.errors).await?;
     Ok(())
 }
