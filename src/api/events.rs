@@ -15,7 +15,7 @@ use super::body;
 use super::observe::RequestId;
 use super::problem::{ApiError, EventLookupProblem, IngestProblem};
 use super::{ApiState, ApiTags};
-use crate::domain::{examples, validate_batch, Event, ValidBatch, MAX_EVENTS_PER_BATCH};
+use crate::domain::{examples, read_batch, BodyRejection, Event, ValidBatch, MAX_EVENTS_PER_BATCH};
 use crate::store;
 
 /// Largest request body accepted, in bytes.
@@ -49,8 +49,8 @@ impl Example for EventBatchSchema {
     }
 }
 
-/// The body of `POST /v1/events`: documented as [`EventBatchSchema`], parsed by
-/// [`validate_batch`], which reports every invalid event at once (poem-openapi's own
+/// The body of `POST /v1/events`: documented as [`EventBatchSchema`], read by
+/// [`read_batch`], which reports every invalid event at once (poem-openapi's own
 /// parsing stops at the first error).
 pub struct IngestBody(pub ValidBatch);
 
@@ -87,8 +87,10 @@ impl ParsePayload for IngestBody {
     async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
         let received_at = OffsetDateTime::now_utc();
         let bytes = body::read_limited(request, body, MAX_BODY_BYTES).await?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(not_json)?;
-        let batch = validate_batch(&value, received_at).map_err(ApiError::from)?;
+        let batch = read_batch(&bytes, received_at).map_err(|rejection| match rejection {
+            BodyRejection::NotJson(e) => not_json(e),
+            BodyRejection::Batch(rejection) => ApiError::from(rejection),
+        })?;
         Ok(Self(batch))
     }
 }

@@ -85,6 +85,26 @@ fn body_error(reason: String) -> BatchRejection {
     }])
 }
 
+/// Why a request body is not a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyRejection {
+    #[error("the body is not valid JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error(transparent)]
+    Batch(#[from] BatchRejection),
+}
+
+/// Reads and validates a request body received at `received_at`. A valid batch is read
+/// in one typed pass ([`wire`](super::wire)); any other body through a JSON tree, by
+/// [`validate_batch`], which reports every reason it is refused.
+pub fn read_batch(body: &[u8], received_at: OffsetDateTime) -> Result<ValidBatch, BodyRejection> {
+    if let Some(batch) = super::wire::read_valid_batch(body, received_at) {
+        return Ok(batch);
+    }
+    let value: Value = serde_json::from_slice(body).map_err(BodyRejection::NotJson)?;
+    Ok(validate_batch(&value, received_at)?)
+}
+
 /// Validates a parsed request body received at `received_at`.
 pub fn validate_batch(
     body: &Value,
@@ -211,25 +231,14 @@ fn read_event(
 
     // Every field is read before any is combined, so each invalid one gets its error.
     let event_id: Option<Uuid> = r.required("event_id");
-    if event_id.is_some_and(|id| id.is_nil()) {
-        r.error("event_id", "must not be the nil UUID".to_owned());
+    if let Some(Err(reason)) = event_id.map(check_event_id) {
+        r.error("event_id", reason);
     }
     let player_id = r.required("player_id");
     let session_id = r.required("session_id");
     let occurred_at: Option<OffsetDateTime> = r.required("occurred_at");
-    if let Some(occurred_at) = occurred_at {
-        let corrected = skew.correct(occurred_at);
-        if corrected > received_at + MAX_FUTURE_SKEW {
-            r.error(
-                "occurred_at",
-                format!("is more than {MAX_FUTURE_SKEW} in the future (after correcting the client clock by sent_at)"),
-            );
-        } else if corrected < EARLIEST_OCCURRED_AT {
-            r.error(
-                "occurred_at",
-                "is before 2000-01-01 (after correcting the client clock by sent_at)".to_owned(),
-            );
-        }
+    if let Some(Err(reason)) = occurred_at.map(|t| check_occurred_at(t, skew, received_at)) {
+        r.error("occurred_at", reason);
     }
     let header = (|| {
         Some(EventHeader {
@@ -290,6 +299,32 @@ fn read_event(
     };
     r.reject_unknown();
     (errors.len() == errors_before).then_some(event).flatten()
+}
+
+/// The rule of an event's `event_id` beyond being a UUID.
+pub(super) fn check_event_id(event_id: Uuid) -> Result<(), String> {
+    if event_id.is_nil() {
+        return Err("must not be the nil UUID".to_owned());
+    }
+    Ok(())
+}
+
+/// The rule of an event's `occurred_at`, on the server's clock.
+pub(super) fn check_occurred_at(
+    occurred_at: OffsetDateTime,
+    skew: ClockSkew,
+    received_at: OffsetDateTime,
+) -> Result<(), String> {
+    let corrected = skew.correct(occurred_at);
+    if corrected > received_at + MAX_FUTURE_SKEW {
+        Err(format!(
+            "is more than {MAX_FUTURE_SKEW} in the future (after correcting the client clock by sent_at)"
+        ))
+    } else if corrected < EARLIEST_OCCURRED_AT {
+        Err("is before 2000-01-01 (after correcting the client clock by sent_at)".to_owned())
+    } else {
+        Ok(())
+    }
 }
 
 /// Reads the fields of one JSON object, recording an error for each one that is missing

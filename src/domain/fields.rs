@@ -656,16 +656,48 @@ impl FromJsonField for time::OffsetDateTime {
     }
 }
 
+/// serde for a type with `as_str` and `from_wire`: its word as a JSON string, and only
+/// that (serde's derive for an enum would also read `{"word": null}`, which the API's
+/// rules refuse).
+macro_rules! wire_word {
+    ($name:ty) => {
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Word;
+                impl serde::de::Visitor<'_> for Word {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str(concat!("a ", stringify!($name), " word"))
+                    }
+                    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<$name, E> {
+                        <$name>::from_wire(s)
+                            .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(s), &self))
+                    }
+                }
+                deserializer.deserialize_str(Word)
+            }
+        }
+    };
+}
+pub(crate) use wire_word;
+
 /// Declares a closed set of lowercase words, documented as an OpenAPI enum.
 macro_rules! word_enum {
     ($(#[doc = $doc:literal])* $name:ident { $($variant:ident = $wire:literal),+ $(,)? }) => {
         $(#[doc = $doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, poem_openapi::Enum)]
-        #[serde(rename_all = "snake_case")]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, poem_openapi::Enum)]
         #[oai(rename_all = "snake_case")]
         pub enum $name {
             $($variant),+
         }
+
+        wire_word!($name);
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];

@@ -6,9 +6,11 @@ pub mod examples;
 pub mod fields;
 pub mod game;
 pub mod retention;
+pub mod wire;
 
 pub use batch::{
-    validate_batch, BatchRejection, ClockSkew, FieldError, ValidBatch, MAX_EVENTS_PER_BATCH,
+    read_batch, validate_batch, BatchRejection, BodyRejection, ClockSkew, FieldError, ValidBatch,
+    MAX_EVENTS_PER_BATCH,
 };
 pub use event::{Event, EventHeader, EventType};
 pub use game::{GameId, GameName, Origin};
