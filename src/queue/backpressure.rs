@@ -3,7 +3,7 @@
 //! Without it, the API accepts as fast as clients send, the queue grows without bound,
 //! and so does the time from 202 to stored. Instead, a sampler reads the queue's lag (how
 //! long the oldest due job has waited for a worker) a few times a second, and the group
-//! committers pause before each commit in proportion to the lag above a target. Clients
+//! committer pauses before each commit in proportion to the lag above a target. Clients
 //! that wait for their 202 before sending more (as game clients do) then send at the
 //! rate workers store. Pausing also makes groups larger, so commits get cheaper exactly
 //! when the database is busiest. The pause is capped: with no worker running at all, the

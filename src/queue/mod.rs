@@ -83,7 +83,7 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Starts the committer tasks; they stop once every clone of this queue is dropped.
+    /// Starts the committer task; it stops once every clone of this queue is dropped.
     pub fn start(pool: PgPool, retry: RetrySettings) -> Self {
         Self {
             committer: group_commit::start(pool, retry),
