@@ -11,7 +11,7 @@
 //! One committer, not several: with two, each commit carried half as many batches, and
 //! every commit costs PostgreSQL a WAL flush and its statements' fixed costs whatever its
 //! size. Measured in the standard benchmark (BENCHMARKS.md), one committer against two:
-//! a 85.0k → 90.4k events/s with POST p99 27–38 → 21–23 ms, b 5,765 → 5,939 events/s.
+//! a 85.0k → 90.4k events/s with POST p99 27–39 → 21–23 ms, b 5,765 → 5,939 events/s.
 
 use std::sync::Arc;
 
