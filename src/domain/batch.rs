@@ -88,7 +88,8 @@ fn body_error(reason: String) -> BatchRejection {
 /// Why a request body is not a batch.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyRejection {
-    #[error("the body is not valid JSON: {0}")]
+    /// The API words it (`api/events.rs`).
+    #[error(transparent)]
     NotJson(serde_json::Error),
     #[error(transparent)]
     Batch(#[from] BatchRejection),
@@ -249,54 +250,22 @@ fn read_event(
         })
     })();
 
-    // `event!(Variant(Struct { field: required|optional, .. }))` reads each field, then
-    // builds the event only if the header and every field are valid.
-    macro_rules! event {
-        ($variant:ident($ty:ident { $($field:ident: $read:ident),+ $(,)? })) => {{
-            $(let $field = r.$read(stringify!($field));)+
-            (|| Some(Event::$variant($ty { $($field: $field?,)+ header: header? })))()
-        }};
+    // Each field of the event's type is read, then the event is built only if the header
+    // and every field are valid.
+    macro_rules! build {
+        ($($variant:ident($ty:ident { $($field:ident: $read:ident),+ $(,)? })),+ $(,)?) => {
+            match event_type? {
+                $(EventType::$variant => {
+                    $(let $field = build!(@$read $field);)+
+                    (|| Some(Event::$variant($ty { $($field: $field?,)+ header: header? })))()
+                })+
+            }
+        };
+        (@optional $field:ident) => { r.optional(stringify!($field)) };
+        // Every other field is required; the field's type says how it is read.
+        (@$required:ident $field:ident) => { r.required(stringify!($field)) };
     }
-    let event = match event_type? {
-        EventType::SessionStart => event!(SessionStart(SessionStart {
-            platform: required,
-            app_version: required,
-            device: optional,
-            country: optional,
-        })),
-        EventType::SessionEnd => event!(SessionEnd(SessionEnd {
-            duration_seconds: required
-        })),
-        EventType::Progression => event!(Progression(Progression {
-            status: required,
-            level: required,
-            score: optional,
-            attempt: optional,
-        })),
-        EventType::Purchase => event!(Purchase(Purchase {
-            item_id: required,
-            item_type: required,
-            amount_minor: required,
-            currency: required,
-            transaction_id: optional,
-        })),
-        EventType::Resource => event!(Resource(Resource {
-            flow: required,
-            currency: required,
-            amount: required,
-            item_type: required,
-            item_id: required,
-        })),
-        EventType::Custom => event!(Custom(Custom {
-            name: required,
-            value: optional,
-            properties: optional,
-        })),
-        EventType::Error => event!(Error(ClientError {
-            severity: required,
-            message: required,
-        })),
-    };
+    let event = with_event_fields!(build);
     r.reject_unknown();
     (errors.len() == errors_before).then_some(event).flatten()
 }

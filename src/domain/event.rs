@@ -285,6 +285,55 @@ event_union!(
     Error(ClientError),
 );
 
+/// Calls `$build!` with every event type's own fields (beside the header), each marked
+/// `required`, `optional` or `required_string` (a JSON string read by the field type's
+/// own rule; `currency` is one type in a purchase and another in a resource flow). The one
+/// list both readers of a body build events from: the tree validator (`batch.rs`) and the
+/// typed pass (`wire.rs`).
+macro_rules! with_event_fields {
+    ($build:ident) => {
+        $build! {
+            SessionStart(SessionStart {
+                platform: required,
+                app_version: required,
+                device: optional,
+                country: optional,
+            }),
+            SessionEnd(SessionEnd { duration_seconds: required }),
+            Progression(Progression {
+                status: required,
+                level: required,
+                score: optional,
+                attempt: optional,
+            }),
+            Purchase(Purchase {
+                item_id: required,
+                item_type: required,
+                amount_minor: required,
+                currency: required_string,
+                transaction_id: optional,
+            }),
+            Resource(Resource {
+                flow: required,
+                currency: required_string,
+                amount: required,
+                item_type: required,
+                item_id: required,
+            }),
+            Custom(Custom {
+                name: required,
+                value: optional,
+                properties: optional,
+            }),
+            Error(ClientError {
+                severity: required,
+                message: required,
+            }),
+        }
+    };
+}
+pub(crate) use with_event_fields;
+
 /// The event types, as stored in `events.event_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventType {

@@ -143,11 +143,14 @@ impl TryFrom<WireEvent> for Event {
             session_id: w.session_id.required("session_id")?,
             occurred_at: w.occurred_at.required("occurred_at")?.0,
         };
-        // `event!(Variant(Struct { field: read, .. }))` takes each field of the type, read
-        // as `required`, `optional` or `required_string` (a string of the type's own rule).
-        macro_rules! event {
-            ($variant:ident($ty:ident { $($field:ident: $read:ident),+ $(,)? })) => {
-                Event::$variant($ty { header, $($field: event!(@$read $field),)+ })
+        // Takes each field of the event's type out of `w`; what is left belongs to none.
+        macro_rules! build {
+            ($($variant:ident($ty:ident { $($field:ident: $read:ident),+ $(,)? })),+ $(,)?) => {
+                match event_type {
+                    $(EventType::$variant => {
+                        Event::$variant($ty { header, $($field: build!(@$read $field),)+ })
+                    })+
+                }
             };
             (@required $field:ident) => { w.$field.required(stringify!($field))? };
             (@optional $field:ident) => { w.$field.optional() };
@@ -157,46 +160,7 @@ impl TryFrom<WireEvent> for Event {
                 })?
             };
         }
-        let event = match event_type {
-            EventType::SessionStart => event!(SessionStart(SessionStart {
-                platform: required,
-                app_version: required,
-                device: optional,
-                country: optional,
-            })),
-            EventType::SessionEnd => event!(SessionEnd(SessionEnd {
-                duration_seconds: required
-            })),
-            EventType::Progression => event!(Progression(Progression {
-                status: required,
-                level: required,
-                score: optional,
-                attempt: optional,
-            })),
-            EventType::Purchase => event!(Purchase(Purchase {
-                item_id: required,
-                item_type: required,
-                amount_minor: required,
-                currency: required_string,
-                transaction_id: optional,
-            })),
-            EventType::Resource => event!(Resource(Resource {
-                flow: required,
-                currency: required_string,
-                amount: required,
-                item_type: required,
-                item_id: required,
-            })),
-            EventType::Custom => event!(Custom(Custom {
-                name: required,
-                value: optional,
-                properties: optional,
-            })),
-            EventType::Error => event!(Error(ClientError {
-                severity: required,
-                message: required,
-            })),
-        };
+        let event = with_event_fields!(build);
         match w.leftover() {
             None => Ok(event),
             Some(field) => Err(format!(
@@ -220,15 +184,17 @@ struct WireBatch {
 /// for any body that [`validate_batch`](super::validate_batch) must read to say why not
 /// (or, rarely, to accept: a key sent twice, which it reads as the last one).
 pub fn read_valid_batch(body: &[u8], received_at: OffsetDateTime) -> Option<ValidBatch> {
-    let wire: WireBatch = serde_json::from_slice(body).ok()?;
-    let mut sent_at = wire.sent_at;
+    let WireBatch {
+        mut sent_at,
+        events,
+    } = serde_json::from_slice(body).ok()?;
     let sent_at = sent_at.optional().map(|t| t.0);
-    if wire.events.is_empty() || wire.events.len() > MAX_EVENTS_PER_BATCH {
+    if events.is_empty() || events.len() > MAX_EVENTS_PER_BATCH {
         return None;
     }
     let skew = ClockSkew::between(sent_at, received_at);
-    let mut ids = HashSet::with_capacity(wire.events.len());
-    for event in &wire.events {
+    let mut ids = HashSet::with_capacity(events.len());
+    for event in &events {
         let h = event.header();
         let valid = check_event_id(h.event_id).is_ok()
             && check_occurred_at(h.occurred_at, skew, received_at).is_ok()
@@ -240,7 +206,7 @@ pub fn read_valid_batch(body: &[u8], received_at: OffsetDateTime) -> Option<Vali
     Some(ValidBatch {
         sent_at,
         received_at,
-        events: wire.events,
+        events,
     })
 }
 

@@ -494,31 +494,35 @@ async fn upsert_sessions(
 }
 
 /// Splits events by type, keeping each list in (game, event_id) order; each event with
-/// its game's id.
+/// its game's id and its header.
 #[derive(Default)]
 struct ByType<'a> {
-    session_starts: Vec<(i32, &'a SessionStart)>,
-    session_ends: Vec<(i32, &'a SessionEnd)>,
-    progressions: Vec<(i32, &'a Progression)>,
-    purchases: Vec<(i32, &'a Purchase)>,
-    resources: Vec<(i32, &'a Resource)>,
-    customs: Vec<(i32, &'a Custom)>,
-    errors: Vec<(i32, &'a ClientError)>,
+    session_starts: Vec<Detail<'a, SessionStart>>,
+    session_ends: Vec<Detail<'a, SessionEnd>>,
+    progressions: Vec<Detail<'a, Progression>>,
+    purchases: Vec<Detail<'a, Purchase>>,
+    resources: Vec<Detail<'a, Resource>>,
+    customs: Vec<Detail<'a, Custom>>,
+    errors: Vec<Detail<'a, ClientError>>,
 }
+
+/// One event's detail row to write: its game's id, its header (the row's key) and its own
+/// fields.
+type Detail<'a, T> = (i32, &'a EventHeader, &'a T);
 
 impl<'a> ByType<'a> {
     fn split(events: &[GroupEvent<'a>]) -> Self {
         let mut by = Self::default();
         for e in events {
-            let game = e.game.0;
+            let (game, h) = (e.game.0, e.event.header());
             match e.event {
-                Event::SessionStart(s) => by.session_starts.push((game, s)),
-                Event::SessionEnd(s) => by.session_ends.push((game, s)),
-                Event::Progression(p) => by.progressions.push((game, p)),
-                Event::Purchase(p) => by.purchases.push((game, p)),
-                Event::Resource(r) => by.resources.push((game, r)),
-                Event::Custom(c) => by.customs.push((game, c)),
-                Event::Error(e) => by.errors.push((game, e)),
+                Event::SessionStart(s) => by.session_starts.push((game, h, s)),
+                Event::SessionEnd(s) => by.session_ends.push((game, h, s)),
+                Event::Progression(p) => by.progressions.push((game, h, p)),
+                Event::Purchase(p) => by.purchases.push((game, h, p)),
+                Event::Resource(r) => by.resources.push((game, h, r)),
+                Event::Custom(c) => by.customs.push((game, h, c)),
+                Event::Error(e) => by.errors.push((game, h, e)),
             }
         }
         by
@@ -531,16 +535,12 @@ trait DetailRow {
     /// Its columns after the key (game_id, client_occurred_at, event_id), in the order
     /// [`DetailRow::write_fields`] writes them.
     const COLUMNS: &'static [&'static str];
-    fn header(&self) -> &EventHeader;
     fn write_fields(&self, rows: &mut BinaryRows);
 }
 
 impl DetailRow for SessionStart {
     const TABLE: &'static str = "session_start_events";
     const COLUMNS: &'static [&'static str] = &["platform", "app_version", "device", "country"];
-    fn header(&self) -> &EventHeader {
-        &self.header
-    }
     fn write_fields(&self, rows: &mut BinaryRows) {
         rows.text(self.platform.as_str())
             .text(self.app_version.as_str())
@@ -552,9 +552,6 @@ impl DetailRow for SessionStart {
 impl DetailRow for SessionEnd {
     const TABLE: &'static str = "session_end_events";
     const COLUMNS: &'static [&'static str] = &["duration_seconds"];
-    fn header(&self) -> &EventHeader {
-        &self.header
-    }
     fn write_fields(&self, rows: &mut BinaryRows) {
         rows.int4(self.duration_seconds.get());
     }
@@ -563,9 +560,6 @@ impl DetailRow for SessionEnd {
 impl DetailRow for Progression {
     const TABLE: &'static str = "progression_events";
     const COLUMNS: &'static [&'static str] = &["status", "level", "score", "attempt"];
-    fn header(&self) -> &EventHeader {
-        &self.header
-    }
     fn write_fields(&self, rows: &mut BinaryRows) {
         rows.text(self.status.as_str())
             .text(self.level.as_str())
@@ -583,9 +577,6 @@ impl DetailRow for Purchase {
         "currency",
         "transaction_id",
     ];
-    fn header(&self) -> &EventHeader {
-        &self.header
-    }
     fn write_fields(&self, rows: &mut BinaryRows) {
         rows.text(self.item_id.as_str())
             .text(self.item_type.as_str())
@@ -599,9 +590,6 @@ impl DetailRow for Resource {
     const TABLE: &'static str = "resource_events";
     const COLUMNS: &'static [&'static str] =
         &["flow", "currency", "amount", "item_type", "item_id"];
-    fn header(&self) -> &EventHeader {
-        &self.header
-    }
     fn write_fields(&self, rows: &mut BinaryRows) {
         rows.text(self.flow.as_str())
             .text(self.currency.as_str())
@@ -614,9 +602,6 @@ impl DetailRow for Resource {
 impl DetailRow for Custom {
     const TABLE: &'static str = "custom_events";
     const COLUMNS: &'static [&'static str] = &["name", "value", "properties"];
-    fn header(&self) -> &EventHeader {
-        &self.header
-    }
     fn write_fields(&self, rows: &mut BinaryRows) {
         rows.text(self.name.as_str())
             .or_null(self.value, |r, v| r.float8(v.get()))
@@ -627,9 +612,6 @@ impl DetailRow for Custom {
 impl DetailRow for ClientError {
     const TABLE: &'static str = "error_events";
     const COLUMNS: &'static [&'static str] = &["severity", "message"];
-    fn header(&self) -> &EventHeader {
-        &self.header
-    }
     fn write_fields(&self, rows: &mut BinaryRows) {
         rows.text(self.severity.as_str())
             .text(self.message.as_str());
@@ -640,7 +622,7 @@ impl DetailRow for ClientError {
 /// `COPY`; nothing when there are none.
 async fn copy_details<T: DetailRow>(
     conn: &mut PgConnection,
-    events: &[(i32, &T)],
+    events: &[Detail<'_, T>],
 ) -> Result<(), sqlx::Error> {
     if events.is_empty() {
         return Ok(());
@@ -652,8 +634,7 @@ async fn copy_details<T: DetailRow>(
     );
     let columns = i16::try_from(3 + T::COLUMNS.len()).expect("a table has few columns");
     let mut rows = BinaryRows::new(columns, events.len() * 120);
-    for (game, e) in events {
-        let h = e.header();
+    for (game, h, e) in events {
         rows.row()
             .int4(*game)
             .timestamptz(h.occurred_at)
