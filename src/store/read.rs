@@ -85,13 +85,13 @@ pub async fn event(
                   cu.name AS "cu_name?", cu.value AS "cu_value?", cu.properties AS "cu_properties?",
                   er.severity AS "er_severity?", er.message AS "er_message?"
            FROM events AS e
-           LEFT JOIN session_start_events AS ss USING (game_id, client_occurred_at, event_id)
-           LEFT JOIN session_end_events AS se USING (game_id, client_occurred_at, event_id)
-           LEFT JOIN progression_events AS pr USING (game_id, client_occurred_at, event_id)
-           LEFT JOIN purchase_events AS pu USING (game_id, client_occurred_at, event_id)
-           LEFT JOIN resource_events AS re USING (game_id, client_occurred_at, event_id)
-           LEFT JOIN custom_events AS cu USING (game_id, client_occurred_at, event_id)
-           LEFT JOIN error_events AS er USING (game_id, client_occurred_at, event_id)
+           LEFT JOIN session_start_events AS ss USING (game_id, batch_id, event_id, client_occurred_at)
+           LEFT JOIN session_end_events AS se USING (game_id, batch_id, event_id, client_occurred_at)
+           LEFT JOIN progression_events AS pr USING (game_id, batch_id, event_id, client_occurred_at)
+           LEFT JOIN purchase_events AS pu USING (game_id, batch_id, event_id, client_occurred_at)
+           LEFT JOIN resource_events AS re USING (game_id, batch_id, event_id, client_occurred_at)
+           LEFT JOIN custom_events AS cu USING (game_id, batch_id, event_id, client_occurred_at)
+           LEFT JOIN error_events AS er USING (game_id, batch_id, event_id, client_occurred_at)
            WHERE e.game_id = $1 AND e.event_id = $2
            -- The same id sent again with another occurred_at is another event: the
            -- first stored is the one this id names.

@@ -118,7 +118,7 @@ pub async fn write_batches(
     };
 
     if !new_events.is_empty() {
-        insert_details(tx, &new_events).await?;
+        insert_details(tx, batches, &new_events).await?;
         // Players and sessions last: their rows are the ones concurrent groups share, so
         // their locks are held for as short a time as possible before the commit.
         upsert_players(tx, &new_events).await?;
@@ -493,8 +493,7 @@ async fn upsert_sessions(
     Ok(())
 }
 
-/// Splits events by type, keeping each list in (game, event_id) order; each event with
-/// its game's id and its header.
+/// A group's new events split by type: one list per detail table.
 #[derive(Default)]
 struct ByType<'a> {
     session_starts: Vec<Detail<'a, SessionStart>>,
@@ -506,23 +505,35 @@ struct ByType<'a> {
     errors: Vec<Detail<'a, ClientError>>,
 }
 
-/// One event's detail row to write: its game's id, its header (the row's key) and its own
-/// fields.
-type Detail<'a, T> = (i32, &'a EventHeader, &'a T);
+/// One event's detail row to write: its key and its own fields.
+type Detail<'a, T> = (DetailKey<'a>, &'a T);
+
+/// A detail row's key: (game, batch, event id, time as sent), the last two from the
+/// event's header.
+#[derive(Clone, Copy)]
+struct DetailKey<'a> {
+    game: i32,
+    batch_id: Uuid,
+    header: &'a EventHeader,
+}
 
 impl<'a> ByType<'a> {
-    fn split(events: &[GroupEvent<'a>]) -> Self {
+    fn split(batches: &[BatchToWrite<'_>], events: &[GroupEvent<'a>]) -> Self {
         let mut by = Self::default();
         for e in events {
-            let (game, h) = (e.game.0, e.event.header());
+            let key = DetailKey {
+                game: e.game.0,
+                batch_id: batches[e.batch].batch_id,
+                header: e.event.header(),
+            };
             match e.event {
-                Event::SessionStart(s) => by.session_starts.push((game, h, s)),
-                Event::SessionEnd(s) => by.session_ends.push((game, h, s)),
-                Event::Progression(p) => by.progressions.push((game, h, p)),
-                Event::Purchase(p) => by.purchases.push((game, h, p)),
-                Event::Resource(r) => by.resources.push((game, h, r)),
-                Event::Custom(c) => by.customs.push((game, h, c)),
-                Event::Error(e) => by.errors.push((game, h, e)),
+                Event::SessionStart(s) => by.session_starts.push((key, s)),
+                Event::SessionEnd(s) => by.session_ends.push((key, s)),
+                Event::Progression(p) => by.progressions.push((key, p)),
+                Event::Purchase(p) => by.purchases.push((key, p)),
+                Event::Resource(r) => by.resources.push((key, r)),
+                Event::Custom(c) => by.customs.push((key, c)),
+                Event::Error(e) => by.errors.push((key, e)),
             }
         }
         by
@@ -532,8 +543,8 @@ impl<'a> ByType<'a> {
 /// A detail table's row, as its binary `COPY` writes it.
 trait DetailRow {
     const TABLE: &'static str;
-    /// Its columns after the key (game_id, client_occurred_at, event_id), in the order
-    /// [`DetailRow::write_fields`] writes them.
+    /// Its columns after the key (game_id, batch_id, event_id, client_occurred_at), in
+    /// the order [`DetailRow::write_fields`] writes them.
     const COLUMNS: &'static [&'static str];
     fn write_fields(&self, rows: &mut BinaryRows);
 }
@@ -618,28 +629,34 @@ impl DetailRow for ClientError {
     }
 }
 
-/// Writes one detail table's rows for `events` (each with its game) with one binary
-/// `COPY`; nothing when there are none.
+/// Writes one detail table's rows with one binary `COPY`, in the table's key order;
+/// nothing when there are none.
+///
+/// The key leads with the batch id, a UUIDv7 made when the API accepted the batch, so the
+/// rows of each group land at the right edge of the key, whatever the events' ids and
+/// times (migration 14).
 async fn copy_details<T: DetailRow>(
     conn: &mut PgConnection,
-    events: &[Detail<'_, T>],
+    mut details: Vec<Detail<'_, T>>,
 ) -> Result<(), sqlx::Error> {
-    if events.is_empty() {
+    if details.is_empty() {
         return Ok(());
     }
+    details.sort_unstable_by_key(|(k, _)| (k.game, k.batch_id, k.header.event_id));
     let statement = format!(
-        "COPY {} (game_id, client_occurred_at, event_id, {}) FROM STDIN (FORMAT binary)",
+        "COPY {} (game_id, batch_id, event_id, client_occurred_at, {}) FROM STDIN (FORMAT binary)",
         T::TABLE,
         T::COLUMNS.join(", ")
     );
-    let columns = i16::try_from(3 + T::COLUMNS.len()).expect("a table has few columns");
-    let mut rows = BinaryRows::new(columns, events.len() * 120);
-    for (game, h, e) in events {
+    let columns = i16::try_from(4 + T::COLUMNS.len()).expect("a table has few columns");
+    let mut rows = BinaryRows::new(columns, details.len() * 140);
+    for (key, fields) in &details {
         rows.row()
-            .int4(*game)
-            .timestamptz(h.occurred_at)
-            .uuid(h.event_id);
-        e.write_fields(&mut rows);
+            .int4(key.game)
+            .uuid(key.batch_id)
+            .uuid(key.header.event_id)
+            .timestamptz(key.header.occurred_at);
+        fields.write_fields(&mut rows);
     }
     copy_in(conn, &statement, rows).await?;
     Ok(())
@@ -648,15 +665,16 @@ async fn copy_details<T: DetailRow>(
 /// One `COPY` per detail table that this group has events for.
 async fn insert_details(
     conn: &mut PgConnection,
+    batches: &[BatchToWrite<'_>],
     events: &[GroupEvent<'_>],
 ) -> Result<(), sqlx::Error> {
-    let by = ByType::split(events);
-    copy_details(&mut *conn, &by.session_starts).await?;
-    copy_details(&mut *conn, &by.session_ends).await?;
-    copy_details(&mut *conn, &by.progressions).await?;
-    copy_details(&mut *conn, &by.purchases).await?;
-    copy_details(&mut *conn, &by.resources).await?;
-    copy_details(&mut *conn, &by.customs).await?;
-    copy_details(&mut *conn, &by.errors).await?;
+    let by = ByType::split(batches, events);
+    copy_details(&mut *conn, by.session_starts).await?;
+    copy_details(&mut *conn, by.session_ends).await?;
+    copy_details(&mut *conn, by.progressions).await?;
+    copy_details(&mut *conn, by.purchases).await?;
+    copy_details(&mut *conn, by.resources).await?;
+    copy_details(&mut *conn, by.customs).await?;
+    copy_details(&mut *conn, by.errors).await?;
     Ok(())
 }

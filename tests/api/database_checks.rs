@@ -110,8 +110,8 @@ async fn player_id_check_matches_the_api_rule() {
 #[tokio::test]
 async fn level_check_matches_the_api_rule() {
     assert_same_rule(
-        "INSERT INTO progression_events (game_id, client_occurred_at, event_id, status, level)
-         VALUES (1, now(), gen_random_uuid(), 'start', $1)",
+        "INSERT INTO progression_events (game_id, client_occurred_at, event_id, batch_id, status, level)
+         VALUES (1, now(), gen_random_uuid(), gen_random_uuid(), 'start', $1)",
         LevelName::RULE,
         hierarchical_values(3, 64),
     )
@@ -121,7 +121,7 @@ async fn level_check_matches_the_api_rule() {
 #[tokio::test]
 async fn custom_event_name_check_matches_the_api_rule() {
     assert_same_rule(
-        "INSERT INTO custom_events (game_id, client_occurred_at, event_id, name) VALUES (1, now(), gen_random_uuid(), $1)",
+        "INSERT INTO custom_events (game_id, client_occurred_at, event_id, batch_id, name) VALUES (1, now(), gen_random_uuid(), gen_random_uuid(), $1)",
         CustomEventName::RULE,
         hierarchical_values(5, 64),
     )

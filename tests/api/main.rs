@@ -11,6 +11,7 @@ mod contract;
 mod database_checks;
 mod keys;
 mod limits;
+mod migrations;
 mod observability;
 mod pipeline;
 mod queue;

@@ -236,8 +236,9 @@ pub async fn assert_event_references_hold(conn: &mut PgConnection) {
     ]
     .into_iter()
     .chain(DETAIL_TABLES.iter().flat_map(|(event_type, table)| {
-        let matches = "d.game_id = e.game_id AND d.client_occurred_at = e.client_occurred_at \
-                       AND d.event_id = e.event_id";
+        // The detail row's key: its event's game, batch, id and time as sent.
+        let matches = "d.game_id = e.game_id AND d.batch_id = e.batch_id \
+                       AND d.event_id = e.event_id AND d.client_occurred_at = e.client_occurred_at";
         [
             (
                 format!("{event_type} events without their row in {table}"),
