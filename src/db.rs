@@ -143,6 +143,19 @@ pub struct EmbeddedMigration {
     pub sql: &'static str,
 }
 
+impl EmbeddedMigration {
+    /// As sqlx's migrator runs it.
+    pub fn migration(&self) -> Migration {
+        Migration::new(
+            self.version,
+            Cow::Borrowed(self.description),
+            MigrationType::Simple,
+            Cow::Borrowed(self.sql),
+            false,
+        )
+    }
+}
+
 /// Every migration, in the order it applies.
 pub const MIGRATIONS: &[EmbeddedMigration] = include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
@@ -154,15 +167,7 @@ impl MigrationSource<'static> for Embedded {
         Box::pin(async {
             Ok(MIGRATIONS
                 .iter()
-                .map(|m| {
-                    Migration::new(
-                        m.version,
-                        Cow::Borrowed(m.description),
-                        MigrationType::Simple,
-                        Cow::Borrowed(m.sql),
-                        false,
-                    )
-                })
+                .map(EmbeddedMigration::migration)
                 .collect())
         })
     }

@@ -3,9 +3,9 @@
 
 use std::borrow::Cow;
 
-use app::db::MIGRATIONS;
+use app::db::{EmbeddedMigration, MIGRATIONS};
 use app::domain::{Event, GameId};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
@@ -39,15 +39,7 @@ impl OldDatabase {
         let older = MIGRATIONS
             .iter()
             .filter(|m| m.version < version)
-            .map(|m| {
-                Migration::new(
-                    m.version,
-                    Cow::Borrowed(m.description),
-                    MigrationType::Simple,
-                    Cow::Borrowed(m.sql),
-                    false,
-                )
-            })
+            .map(EmbeddedMigration::migration)
             .collect::<Vec<_>>();
         Migrator {
             migrations: Cow::Owned(older),
@@ -75,6 +67,8 @@ async fn detail_rows_stored_before_migration_14_take_their_events_batch() {
     let (batch_a, batch_b) = (Uuid::now_v7(), Uuid::now_v7());
     let (progression, custom, purchase) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     let session = Uuid::new_v4();
+    // The events' occurred_at as their client sent it: the partition key.
+    let sent = "date_trunc('second', now()) - interval '1 minute'";
     sqlx::raw_sql(&format!(
         "INSERT INTO games (name) VALUES ('old-game');
          SELECT event_partition_ensure(1, (now() AT TIME ZONE 'UTC')::date);
@@ -87,17 +81,17 @@ async fn detail_rows_stored_before_migration_14_take_their_events_batch() {
          VALUES (1, '{session}', 'p1', now(), now(), now());
          INSERT INTO events (game_id, event_id, client_occurred_at, event_type, player_id, session_id,
                              occurred_at, batch_id, received_at, processed_at)
-         SELECT 1, id, date_trunc('second', now()) - interval '1 minute', kind, 'p1', '{session}',
+         SELECT 1, id, {sent}, kind, 'p1', '{session}',
                 now(), batch, now(), now()
          FROM (VALUES ('{progression}'::uuid, 'progression', '{batch_a}'::uuid),
                       ('{custom}', 'custom', '{batch_a}'),
                       ('{purchase}', 'purchase', '{batch_b}')) AS v(id, kind, batch);
          INSERT INTO progression_events (game_id, client_occurred_at, event_id, status, level, score)
-         VALUES (1, date_trunc('second', now()) - interval '1 minute', '{progression}', 'complete', 'world-1:2', 900);
+         VALUES (1, {sent}, '{progression}', 'complete', 'world-1:2', 900);
          INSERT INTO custom_events (game_id, client_occurred_at, event_id, name, value)
-         VALUES (1, date_trunc('second', now()) - interval '1 minute', '{custom}', 'shop:open', 2.5);
+         VALUES (1, {sent}, '{custom}', 'shop:open', 2.5);
          INSERT INTO purchase_events (game_id, client_occurred_at, event_id, item_id, item_type, amount_minor, currency)
-         VALUES (1, date_trunc('second', now()) - interval '1 minute', '{purchase}', 'gems', 'pack', 499, 'EUR');"
+         VALUES (1, {sent}, '{purchase}', 'gems', 'pack', 499, 'EUR');"
     ))
     .execute(pool)
     .await
