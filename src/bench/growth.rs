@@ -539,7 +539,7 @@ mod tests {
 
     #[test]
     fn a_first_window_past_a_million_leaves_the_second_as_the_start() {
-        // 1.2M events in each 10 s window, slower from the third on.
+        // 1.2M events in each of the first two 10 s windows, 0.9M in the third.
         let samples: Vec<Sample> = [0, 1_200_000, 2_400_000, 3_300_000]
             .iter()
             .enumerate()
