@@ -5,9 +5,9 @@ use std::borrow::Cow;
 
 use app::db::{EmbeddedMigration, MIGRATIONS};
 use app::domain::{Event, GameId};
-use sqlx::migrate::Migrator;
+use sqlx::migrate::{MigrateDatabase, Migrator};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
 use crate::common::{assert_event_references_hold, drop_database_blocking, server_url};
@@ -24,16 +24,11 @@ struct OldDatabase {
 impl OldDatabase {
     async fn before(version: i64) -> Self {
         let name = format!("test_{}", Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
-            .await
-            .unwrap();
-        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
+        let url = format!("{}/{name}", server_url());
+        Postgres::create_database(&url).await.unwrap();
         let pool = PgPoolOptions::new()
             .max_connections(2)
-            .connect(&format!("{}/{name}", server_url()))
+            .connect(&url)
             .await
             .unwrap();
         let older = MIGRATIONS
